@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from rooms import views
+
+urlpatterns = [
+    path("", views.room_list, name="room_list"),
+    path("rooms/<slug:slug>/", views.room_page, name="room"),
+    path("api/rooms/<slug:slug>/events", views.room_events, name="room_events"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

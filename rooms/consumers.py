@@ -1,0 +1,268 @@
+"""The WebSocket adapter: protocol frames in, service calls, frames out.
+
+One RoomConsumer per connection. It has no channel-layer channel of its own: room
+events reach it through its process's hub (rooms.realtime), which writes the same
+encoded text to every local viewer. So the per-event, per-viewer work here is `offer`:
+a blocked-author check, a seq check and one socket write, with no database access and
+no hop to the sync thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from rooms import selectors, services
+from rooms.errors import ChatError
+from rooms.permissions import is_team
+from rooms.presence import Entry, get_presence
+from rooms.protocol import (
+    MAX_ID,
+    Command,
+    ProtocolError,
+    ack_frame,
+    batch_text,
+    encode,
+    error_frame,
+    parse_client_frame,
+    with_client_id,
+)
+from rooms.realtime import Delivery, get_hub, new_conn_id
+
+logger = logging.getLogger(__name__)
+
+CLOSE_KICKED = 4000
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_FAR_BEHIND = 4409
+CLOSE_FLOODING = 4429
+# Bytes the server may hold for one viewer that is not reading before it is told to
+# resync from the log: bounds memory per connection whatever the room does.
+TRANSPORT_BACKLOG_MAX = 1 << 20
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    # The hub does this process's channel-layer I/O; a consumer needs no channel.
+    channel_layer_alias = "none"
+
+    async def connect(self) -> None:
+        self.conn_id = new_conn_id()
+        self.user = self.scope["user"]
+        self.user_id: int | None = self.user.pk if self.user.is_authenticated else None
+        self.room_id: int | None = None
+        self.closed = False
+        # While holding (before the welcome, during a sync replay) live events wait in
+        # the outbox; afterwards they are written as they come.
+        self.holding = True
+        self.outbox: list[Delivery] = []
+        self.last_seq = 0
+        self.blocked: set[int] = set()
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        after, after_error = _parse_after(self.scope.get("query_string", b""))
+        state = await database_sync_to_async(_connection_state)(slug, self.user)
+        await self.accept()
+        if state is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        room, self.me, self.blocked = state
+        self.room_id = room.pk
+        self.hub = get_hub()
+        await self.hub.join(self.room_id, self)
+        history = await database_sync_to_async(selectors.room_history)(self.room_id, after=after, blocked=self.blocked)
+        store = get_presence()
+        welcome = {
+            "type": "welcome",
+            "room": await database_sync_to_async(selectors.room_state)(room),
+            "you": {**self.me, "muted_until": None, "balance": 0, "blocked": sorted(self.blocked)},
+            "roster": await _roster(store, self.room_id, offset=0, limit=50),
+            "history": history.events,
+            "last_seq": history.last_seq,
+            "history_truncated": history.truncated,
+            "pinned": [],
+        }
+        await self.send(text_data=encode(welcome))
+        if after_error:
+            await self.send(text_data=error_frame("bad_request", after_error))
+        if not history.truncated:
+            # A truncated resume keeps holding until the client has paged the rest with sync.
+            await self._release(history.last_seq)
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        if self.room_id is not None:
+            await self.hub.leave(self.room_id, self)
+
+    # What the hub calls.
+
+    def presence_entry(self) -> Entry:
+        if self.user_id is None:
+            return Entry(conn_id=self.conn_id, user_key=f"a{self.conn_id}", user=None, is_team=False)
+        return Entry(conn_id=self.conn_id, user_key=f"u{self.user_id}", user=self.me, is_team=is_team(self.me["role"]))
+
+    async def offer(
+        self, deliveries: list[Delivery], frame: str, actors: set[int], first_seq: int | None, last_seq: int | None
+    ) -> None:
+        if self.closed:
+            return
+        if self.holding:
+            self.outbox.extend(deliveries)
+            if len(self.outbox) > settings.CHAT_VIEWER_QUEUE_MAX:
+                await self.close_by_hub(CLOSE_TOO_FAR_BEHIND)
+            return
+        if (first_seq is not None and first_seq <= self.last_seq) or (
+            self.blocked and not self.blocked.isdisjoint(actors)
+        ):
+            frame = self._frame_for_me(deliveries)
+            if frame is None:
+                return
+        if last_seq is not None and last_seq > self.last_seq:
+            self.last_seq = last_seq
+        if self._transport_backlog() > TRANSPORT_BACKLOG_MAX:
+            await self.close_by_hub(CLOSE_TOO_FAR_BEHIND)
+            return
+        await self.base_send({"type": "websocket.send", "text": frame})
+
+    async def close_by_hub(self, code: int) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.close(code=code)
+
+    def _frame_for_me(self, deliveries: list[Delivery]) -> str | None:
+        mine = [
+            d.text
+            for d in deliveries
+            if (d.seq is None or d.seq > self.last_seq) and (d.actor is None or d.actor not in self.blocked)
+        ]
+        return batch_text(mine) if mine else None
+
+    async def _release(self, last_seq: int) -> None:
+        """Stop holding: everything up to `last_seq` was sent, send what queued after it."""
+        self.last_seq = max(self.last_seq, last_seq)
+        waiting, self.outbox = self.outbox, []
+        self.holding = False
+        if waiting:
+            waiting.sort(key=lambda d: d.seq if d.seq is not None else MAX_ID)
+            frame = self._frame_for_me(waiting)
+            seqs = [d.seq for d in waiting if d.seq is not None]
+            if seqs:
+                self.last_seq = max(self.last_seq, seqs[-1])
+            if frame is not None:
+                await self.base_send({"type": "websocket.send", "text": frame})
+
+    @functools.cached_property
+    def _transport(self):
+        # Under daphne, `send` is partial(server.handle_reply, protocol): the Twisted
+        # transport behind it says how much is written but not yet sent. Other servers
+        # do not expose it, and the outbox bound is then the only one.
+        send = self.base_send
+        protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+        return getattr(protocol, "transport", None)
+
+    def _transport_backlog(self) -> int:
+        transport = self._transport
+        if transport is None:
+            return 0
+        try:
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        except AttributeError:
+            return 0
+
+    # Client frames.
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.room_id is None or self.closed:
+            return
+        try:
+            command = parse_client_frame(text_data)
+        except ProtocolError as exc:
+            await self.send(text_data=error_frame(exc.code, exc.detail, client_id=exc.client_id))
+            return
+        handler = getattr(self, f"do_{command.type}", None)
+        try:
+            await handler(command)
+        except ChatError as exc:
+            await self.send(
+                text_data=error_frame(exc.code, exc.detail, client_id=command.client_id, retry_after=exc.retry_after)
+            )
+        except Exception:
+            logger.exception("Command %s failed", command.type)
+            await self.send(
+                text_data=error_frame("server_error", "Something went wrong; try again.", client_id=command.client_id)
+            )
+
+    async def do_ping(self, command: Command) -> None:
+        last_seq = await database_sync_to_async(selectors.room_head)(self.room_id)
+        await self.send(text_data=encode(with_client_id({"type": "pong", "ts": command.args["ts"], "last_seq": last_seq}, command.client_id)))
+
+    async def do_send(self, command: Command) -> None:
+        message = await database_sync_to_async(services.check_send_message)(
+            self.user,
+            self.room_id,
+            body=command.args["body"],
+            reply_to_id=command.args["reply_to"],
+            client_id=command.client_id,
+        )
+        await self.send(text_data=ack_frame(command.client_id, id=message.pk, seq=message.seq))
+
+    async def do_sync(self, command: Command) -> None:
+        # Hold live events while replaying so that each event reaches the client once:
+        # what the replay covers is dropped from the outbox when it is released.
+        self.holding = True
+        try:
+            history = await database_sync_to_async(selectors.room_history)(
+                self.room_id, after=command.args["after"], blocked=self.blocked
+            )
+        except Exception:
+            await self._release(self.last_seq)
+            raise
+        if history.events:
+            await self.base_send({"type": "websocket.send", "text": batch_text([encode(e) for e in history.events])})
+        if history.truncated:
+            # The client asks for the next page; live events keep waiting until it has
+            # caught up (or the outbox bound sends it back with ?after).
+            synced = {"type": "synced", "last_seq": history.events[-1]["seq"], "truncated": True}
+            await self.send(text_data=encode(with_client_id(synced, command.client_id)))
+            return
+        synced = {"type": "synced", "last_seq": history.last_seq}
+        await self.send(text_data=encode(with_client_id(synced, command.client_id)))
+        await self._release(history.last_seq)
+
+    async def do_roster(self, command: Command) -> None:
+        roster = await _roster(get_presence(), self.room_id, offset=command.args["offset"], limit=command.args["limit"])
+        await self.send(text_data=encode(with_client_id({"type": "roster", **roster}, command.client_id)))
+
+
+async def _roster(store, room_id: int, *, offset: int, limit: int) -> dict[str, Any]:
+    return {
+        "count": await store.count(room_id),
+        "team": await store.team(room_id),
+        "audience": await store.audience(room_id, offset=offset, limit=limit),
+        "offset": offset,
+    }
+
+
+def _parse_after(query_string: bytes) -> tuple[int | None, str | None]:
+    values = parse_qs(query_string.decode("latin-1")).get("after")
+    if not values:
+        return None, None
+    try:
+        after = int(values[0])
+    except ValueError:
+        return None, "`after` must be a non-negative integer; showing the latest history instead."
+    if not 0 <= after <= MAX_ID:
+        return None, "`after` must be a non-negative integer; showing the latest history instead."
+    return after, None
+
+
+def _connection_state(slug: str, user):
+    try:
+        room = selectors.get_room(slug)
+    except ChatError:
+        return None
+    return room, selectors.user_in_room(user, room), selectors.viewer_blocks(user)

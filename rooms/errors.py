@@ -1,0 +1,34 @@
+"""Domain errors raised by services; each adapter maps them to its transport once."""
+
+
+class ChatError(Exception):
+    """A refused command. `code` is a protocol error code (PROTOCOL.md "Error codes")."""
+
+    code = "bad_request"
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: float | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+
+class BadRequest(ChatError):
+    code = "bad_request"
+
+
+class Unauthenticated(ChatError):
+    code = "unauthenticated"
+
+
+class Forbidden(ChatError):
+    code = "forbidden"
+
+
+class NotFound(ChatError):
+    code = "not_found"
+
+
+class RateLimited(ChatError):
+    code = "rate_limited"

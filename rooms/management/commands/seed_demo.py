@@ -1,0 +1,48 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from rooms.models import Room
+from rooms.services import do_create_room, do_send_message, do_set_role, do_update_room
+
+DEMO_PASSWORD = "chatsite-demo"
+PEOPLE = [
+    # username, is_staff, is_superuser
+    ("admin", True, True),
+    ("streamer", False, False),
+    ("mod", False, False),
+    ("alice", False, False),
+    ("bob", False, False),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Create demo data if it is missing: an admin, a live room hosted by 'streamer' "
+        f"with moderator 'mod', and viewers 'alice' and 'bob' (password {DEMO_PASSWORD!r}). "
+        "Safe to run again."
+    )
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        with transaction.atomic():
+            for username, is_staff, is_superuser in PEOPLE:
+                user, created = User.objects.get_or_create(
+                    username=username, defaults={"is_staff": is_staff, "is_superuser": is_superuser}
+                )
+                if created:
+                    user.set_password(DEMO_PASSWORD)
+                    user.save()
+            if not Room.objects.filter(slug="lobby").exists():
+                room = do_create_room(slug="lobby", title="Friday night speedruns", host_username="streamer")
+                do_set_role(room_id=room.pk, username="mod", role="moderator")
+                do_update_room(room_id=room.pk, actor_id=None, is_live=True)
+                do_send_message(room=room, author=User.objects.get(username="streamer"), body="Welcome in! Say hi 👋")
+            if not Room.objects.filter(slug="chill").exists():
+                do_create_room(slug="chill", title="Lo-fi and chill", host_username="streamer")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo ready: rooms 'lobby' (live) and 'chill'; users {', '.join(p[0] for p in PEOPLE)} "
+                f"with password {DEMO_PASSWORD!r}."
+            )
+        )

@@ -1,0 +1,123 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Room(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    # The streamer: receives tips and always holds the host role.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_rooms"
+    )
+    is_live = models.BooleanField(default=False)
+    slow_mode_seconds = models.PositiveSmallIntegerField(default=0)
+    # Highest seq handed out in this room's event log. Incremented under the row lock in
+    # the same transaction as the event insert, which is what makes seq gapless.
+    last_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_live", "title"]
+        permissions = [("moderate_all_rooms", "Can moderate and administer every room (site staff)")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(slow_mode_seconds__lte=120), name="room_slow_mode_at_most_120"
+            ),
+            models.CheckConstraint(condition=Q(last_seq__gte=0), name="room_last_seq_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Role(models.TextChoices):
+    HOST = "host", "Host"
+    MODERATOR = "moderator", "Moderator"
+
+
+class Membership(models.Model):
+    """A seat on a room's host team. Everyone else signed in is a plain member."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="membership_one_per_user"),
+            models.CheckConstraint(
+                condition=Q(role__in=[Role.HOST, Role.MODERATOR]), name="membership_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.room}"
+
+
+class RoomEvent(models.Model):
+    """One entry of a room's durable event log: exactly what viewers were sent.
+
+    `data` is the protocol event without `seq` (which is the column). A deleted
+    message's entry is redacted in place so no replay ever contains the body.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=32)
+    # The user the event is "from", for per-viewer blocking. Null for system events.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    data = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="room_event_seq_unique"),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="room_event_seq_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} {self.type}"
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages"
+    )
+    body = models.TextField()
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    seq = models.BigIntegerField()
+    created_at = models.DateTimeField()
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["room", "seq"]
+        indexes = [models.Index(fields=["room", "author", "created_at"])]
+        constraints = [
+            # What makes `send` idempotent: one stored message per (room, author, client_id).
+            models.UniqueConstraint(
+                fields=["room", "author", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_client_id_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} by {self.author_id}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None

@@ -1,0 +1,254 @@
+"""Who is connected to each room: in Redis when REDIS_URL is set, in memory otherwise.
+
+Presence is not part of the event log. Each connection is an entry; a signed-in user
+counts once however many tabs they have (a reference count per user), each anonymous
+connection counts once. Each process refreshes its own connections' entries every
+CHAT_PRESENCE_BEAT_SECONDS, so entries of a process that died age out after
+CHAT_PRESENCE_TTL_SECONDS and so that a Redis that restarted empty is refilled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    conn_id: str
+    # "u<id>" for a signed-in user, "a<conn_id>" for an anonymous connection.
+    user_key: str
+    # The protocol user object, or None for an anonymous connection.
+    user: dict[str, Any] | None
+    is_team: bool
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one join or leave did to the roster: a user appeared or went, or neither."""
+
+    joined: dict[str, Any] | None = None
+    left: dict[str, Any] | None = None
+
+
+class MemoryPresence:
+    """One process's roster, for the embedded mode."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[int, dict[str, Any]] = {}
+
+    def _room(self, room_id: int) -> dict[str, Any]:
+        return self.rooms.setdefault(room_id, {"conns": {}, "refs": {}, "info": {}, "team": set()})
+
+    async def join(self, room_id: int, entry: Entry) -> Change:
+        r = self._room(room_id)
+        if entry.conn_id in r["conns"]:
+            return Change()
+        r["conns"][entry.conn_id] = entry.user_key
+        r["refs"][entry.user_key] = r["refs"].get(entry.user_key, 0) + 1
+        if entry.user is not None:
+            r["info"][entry.user_key] = entry.user
+        if entry.is_team:
+            r["team"].add(entry.user_key)
+        if r["refs"][entry.user_key] == 1:
+            return Change(joined=entry.user or {})
+        return Change()
+
+    async def leave(self, room_id: int, conn_id: str) -> Change:
+        r = self._room(room_id)
+        user_key = r["conns"].pop(conn_id, None)
+        if user_key is None:
+            return Change()
+        r["refs"][user_key] -= 1
+        if r["refs"][user_key] > 0:
+            return Change()
+        del r["refs"][user_key]
+        r["team"].discard(user_key)
+        return Change(left=r["info"].pop(user_key, {}))
+
+    async def beat(self, room_id: int, entries: list[Entry]) -> None:
+        """Nothing ages out of one process's memory: leaving is always explicit."""
+
+    async def sweep(self, room_id: int) -> list[Change]:
+        return []
+
+    async def count(self, room_id: int) -> int:
+        return len(self._room(room_id)["refs"])
+
+    async def team(self, room_id: int) -> list[dict[str, Any]]:
+        r = self._room(room_id)
+        return sorted((r["info"][k] for k in r["team"] if k in r["info"]), key=_by_name)
+
+    async def audience(self, room_id: int, *, offset: int, limit: int) -> list[dict[str, Any]]:
+        r = self._room(room_id)
+        people = sorted((v for k, v in r["info"].items() if k not in r["team"]), key=_by_name)
+        return people[offset : offset + limit]
+
+    def counts(self, room_ids: list[int]) -> dict[int, int]:
+        return {room_id: len(self.rooms.get(room_id, {}).get("refs", ())) for room_id in room_ids}
+
+    def reset(self) -> None:
+        self.rooms.clear()
+
+
+def _by_name(user: dict[str, Any]) -> tuple[str, int]:
+    return (str(user.get("name", "")).lower(), user.get("id") or 0)
+
+
+# KEYS: conns (zset conn -> last beat), conn_user (hash conn -> user key),
+#       refs (hash user key -> open connections), info (hash user key -> user JSON),
+#       team (set of user keys)
+_JOIN = """
+local fresh = redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if fresh == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[4]) end
+if ARGV[5] == '1' then redis.call('SADD', KEYS[5], ARGV[2]) end
+return redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+"""
+# Returns false if the connection was not there, '' if its user still has others open,
+# else the departed user's JSON ('{}' for an anonymous connection).
+_LEAVE = """
+local key = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+if not key then return false end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local n = redis.call('HINCRBY', KEYS[3], key, -1)
+if n > 0 then return '' end
+redis.call('HDEL', KEYS[3], key)
+redis.call('SREM', KEYS[5], key)
+local info = redis.call('HGET', KEYS[4], key)
+redis.call('HDEL', KEYS[4], key)
+return info or '{}'
+"""
+
+
+class RedisPresence:
+    """The shared roster of every process, for the scale-out mode."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis.asyncio as aioredis
+
+        self.prefix = prefix
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, max_connections=1000, decode_responses=True
+        )
+        self._join = self.client.register_script(_JOIN)
+        self._leave = self.client.register_script(_LEAVE)
+
+    def _keys(self, room_id: int) -> list[str]:
+        base = f"{self.prefix}:presence:{room_id}"
+        return [f"{base}:conns", f"{base}:conn_user", f"{base}:refs", f"{base}:info", f"{base}:team"]
+
+    def _join_args(self, entry: Entry, now: float) -> list[Any]:
+        return [
+            entry.conn_id,
+            entry.user_key,
+            now,
+            json.dumps(entry.user) if entry.user is not None else "",
+            "1" if entry.is_team else "0",
+        ]
+
+    async def join(self, room_id: int, entry: Entry) -> Change:
+        refs = await self._join(keys=self._keys(room_id), args=self._join_args(entry, time.time()))
+        if refs == 1:
+            return Change(joined=entry.user or {})
+        return Change()
+
+    async def leave(self, room_id: int, conn_id: str) -> Change:
+        result = await self._leave(keys=self._keys(room_id), args=[conn_id])
+        if not result:
+            return Change()
+        return Change(left=json.loads(result))
+
+    async def beat(self, room_id: int, entries: list[Entry]) -> None:
+        keys = self._keys(room_id)
+        now = time.time()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                # The join script refreshes the beat of a known connection and re-adds one
+                # that a Redis restart lost (it counts a connection only when it is new).
+                await self._join(keys=keys, args=self._join_args(entry, now), client=pipe)
+            await pipe.execute()
+
+    async def sweep(self, room_id: int) -> list[Change]:
+        """Drop connections whose process stopped refreshing them."""
+        keys = self._keys(room_id)
+        cutoff = time.time() - settings.CHAT_PRESENCE_TTL_SECONDS
+        stale = await self.client.zrangebyscore(keys[0], "-inf", cutoff)
+        changes = []
+        for conn_id in stale:
+            change = await self.leave(room_id, conn_id)
+            if change.left is not None:
+                changes.append(change)
+        return changes
+
+    async def count(self, room_id: int) -> int:
+        return await self.client.hlen(self._keys(room_id)[2])
+
+    async def team(self, room_id: int) -> list[dict[str, Any]]:
+        keys = self._keys(room_id)
+        members = list(await self.client.smembers(keys[4]))
+        if not members:
+            return []
+        infos = await self.client.hmget(keys[3], members)
+        return sorted((json.loads(i) for i in infos if i), key=_by_name)
+
+    async def audience(self, room_id: int, *, offset: int, limit: int) -> list[dict[str, Any]]:
+        keys = self._keys(room_id)
+        info = await self.client.hgetall(keys[3])
+        team = await self.client.smembers(keys[4])
+        people = sorted((json.loads(v) for k, v in info.items() if k not in team), key=_by_name)
+        return people[offset : offset + limit]
+
+
+_memory = MemoryPresence()
+_redis_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def get_presence() -> MemoryPresence | RedisPresence:
+    """The presence store for the running event loop (a Redis client belongs to one loop)."""
+    if not settings.REDIS_URL:
+        return _memory
+    loop = asyncio.get_running_loop()
+    store = _redis_by_loop.get(loop)
+    if store is None:
+        store = RedisPresence(settings.REDIS_URL, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
+        _redis_by_loop[loop] = store
+    return store
+
+
+def online_counts(room_ids: list[int]) -> dict[int, int]:
+    """Distinct viewers per room, for synchronous callers (views)."""
+    if not room_ids:
+        return {}
+    if not settings.REDIS_URL:
+        return _memory.counts(room_ids)
+    try:
+        return _sync_counts(room_ids)
+    except Exception:
+        logger.warning("Redis unavailable: room list shows no online counts", exc_info=True)
+        return {}
+
+
+def _sync_counts(room_ids: list[int]) -> dict[int, int]:
+    import redis
+
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hlen(f"{prefix}:presence:{room_id}:refs")
+            return {room_id: int(n) for room_id, n in zip(room_ids, pipe.execute())}
+    finally:
+        client.close()

@@ -1,0 +1,253 @@
+"""The wire format (PROTOCOL.md): parsing client frames and building server events.
+
+Everything that knows a field name of the protocol lives here, so the consumer, the
+views and the services agree on one shape.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+MAX_ID = 2**63 - 1
+CLIENT_ID_MAX = 64
+MAX_MUTE_SECONDS = 1_209_600
+MAX_SLOW_MODE_SECONDS = 120
+ROSTER_PAGE_MAX = 200
+ROSTER_PAGE_DEFAULT = 50
+REASON_MAX = 200
+TIP_BODY_MAX = 200
+NOTICE_BODY_MAX = 500
+TITLE_MAX = 200
+
+
+def encode(obj: dict[str, Any]) -> str:
+    """The one JSON encoding of the protocol: compact, UTF-8 kept as is."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot become a command."""
+
+    def __init__(self, code: str, detail: str, *, client_id: str | None = None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.client_id = client_id
+
+
+@dataclass(frozen=True)
+class Command:
+    type: str
+    client_id: str | None
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is an int subclass and never a valid id or count
+
+
+def _id(frame: dict, name: str, client_id: str | None) -> int:
+    value = frame.get(name)
+    if not _is_int(value) or not 1 <= value <= MAX_ID:
+        raise ProtocolError("bad_request", f"`{name}` must be a positive integer id.", client_id=client_id)
+    return value
+
+
+def _int_in(frame: dict, name: str, low: int, high: int, client_id: str | None, *, default=None) -> int:
+    if name not in frame and default is not None:
+        return default
+    value = frame.get(name)
+    if not _is_int(value) or not low <= value <= high:
+        raise ProtocolError(
+            "bad_request", f"`{name}` must be an integer from {low} to {high}.", client_id=client_id
+        )
+    return value
+
+
+def _text(frame: dict, name: str, client_id: str | None, *, required: bool, max_len: int) -> str:
+    value = frame.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise ProtocolError("bad_request", f"`{name}` must be a string.", client_id=client_id)
+    if len(value) > max_len:
+        raise ProtocolError(
+            "bad_request", f"`{name}` is longer than {max_len} characters.", client_id=client_id
+        )
+    return value
+
+
+def _user_ref(frame: dict, client_id: str | None) -> int | str:
+    value = frame.get("user")
+    if _is_int(value) and 1 <= value <= MAX_ID:
+        return value
+    if isinstance(value, str) and 0 < len(value.strip()) <= 150:
+        return value.strip()
+    raise ProtocolError("bad_request", "`user` must be a user id or a user name.", client_id=client_id)
+
+
+def _parse_ping(f, cid):
+    return {"ts": f.get("ts")}
+
+
+def _parse_send(f, cid):
+    body = _text(f, "body", cid, required=True, max_len=settings.CHAT_FRAME_MAX_BYTES)
+    reply_to = f.get("reply_to")
+    return {"body": body, "reply_to": None if reply_to is None else _id(f, "reply_to", cid)}
+
+
+def _parse_sync(f, cid):
+    return {"after": _int_in(f, "after", 0, MAX_ID, cid)}
+
+
+def _parse_roster(f, cid):
+    return {
+        "offset": _int_in(f, "offset", 0, 1_000_000, cid, default=0),
+        "limit": _int_in(f, "limit", 1, ROSTER_PAGE_MAX, cid, default=ROSTER_PAGE_DEFAULT),
+    }
+
+
+def _parse_delete(f, cid):
+    return {"id": _id(f, "id", cid)}
+
+
+def _parse_mute(f, cid):
+    return {
+        "user": _user_ref(f, cid),
+        "seconds": _int_in(f, "seconds", 1, MAX_MUTE_SECONDS, cid),
+        "reason": _text(f, "reason", cid, required=False, max_len=REASON_MAX),
+    }
+
+
+def _parse_user_only(f, cid):
+    return {"user": _user_ref(f, cid)}
+
+
+def _parse_ban(f, cid):
+    seconds = f.get("seconds")
+    return {
+        "user": _user_ref(f, cid),
+        "seconds": None if seconds is None else _int_in(f, "seconds", 1, MAX_ID // 10**9, cid),
+        "reason": _text(f, "reason", cid, required=False, max_len=REASON_MAX),
+    }
+
+
+def _parse_slow_mode(f, cid):
+    return {"seconds": _int_in(f, "seconds", 0, MAX_SLOW_MODE_SECONDS, cid)}
+
+
+def _parse_announce(f, cid):
+    level = f.get("level", "info")
+    if level not in ("info", "warning"):
+        raise ProtocolError("bad_request", "`level` must be \"info\" or \"warning\".", client_id=cid)
+    return {"body": _text(f, "body", cid, required=True, max_len=NOTICE_BODY_MAX), "level": level}
+
+
+def _parse_room_status(f, cid):
+    args: dict[str, Any] = {}
+    if "is_live" in f:
+        if not isinstance(f["is_live"], bool):
+            raise ProtocolError("bad_request", "`is_live` must be true or false.", client_id=cid)
+        args["is_live"] = f["is_live"]
+    if "title" in f:
+        args["title"] = _text(f, "title", cid, required=True, max_len=TITLE_MAX)
+    if not args:
+        raise ProtocolError("bad_request", "Give `is_live`, `title` or both.", client_id=cid)
+    return args
+
+
+def _parse_tip(f, cid):
+    # The amount is checked by the service, which answers invalid_amount for any bad value.
+    return {"amount": f.get("amount"), "body": _text(f, "body", cid, required=False, max_len=TIP_BODY_MAX)}
+
+
+PARSERS = {
+    "ping": _parse_ping,
+    "send": _parse_send,
+    "sync": _parse_sync,
+    "roster": _parse_roster,
+    "delete": _parse_delete,
+    "mute": _parse_mute,
+    "unmute": _parse_user_only,
+    "kick": _parse_user_only,
+    "ban": _parse_ban,
+    "unban": _parse_user_only,
+    "slow_mode": _parse_slow_mode,
+    "announce": _parse_announce,
+    "room_status": _parse_room_status,
+    "block": _parse_user_only,
+    "unblock": _parse_user_only,
+    "tip": _parse_tip,
+}
+REQUIRES_CLIENT_ID = {"send", "tip"}
+
+
+def parse_client_frame(text: str | None) -> Command:
+    """Turn one client text frame into a Command, or raise ProtocolError."""
+    if text is None:
+        raise ProtocolError("bad_request", "Frames must be UTF-8 JSON text, not binary.")
+    if len(text) > settings.CHAT_FRAME_MAX_BYTES or len(text.encode("utf-8")) > settings.CHAT_FRAME_MAX_BYTES:
+        raise ProtocolError("too_large", f"Frames are limited to {settings.CHAT_FRAME_MAX_BYTES} bytes.")
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_request", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("bad_request", "A frame must be a JSON object.")
+    client_id = frame.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX):
+        raise ProtocolError("bad_request", f"`client_id` must be a string of 1 to {CLIENT_ID_MAX} characters.")
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_request", "A frame needs a string `type`.", client_id=client_id)
+    parser = PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError("unknown_type", f"Unknown command type {kind[:40]!r}.", client_id=client_id)
+    if kind in REQUIRES_CLIENT_ID and client_id is None:
+        raise ProtocolError("bad_request", f"`{kind}` needs a `client_id`.")
+    return Command(type=kind, client_id=client_id, args=parser(frame, client_id))
+
+
+# Server frames that are not room events (PROTOCOL.md "Connection events").
+
+
+def error_frame(code: str, detail: str, *, client_id: str | None = None, retry_after: float | None = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+    if client_id is not None:
+        frame["client_id"] = client_id
+    if retry_after is not None:
+        frame["retry_after"] = max(round(retry_after, 3), 0.001)
+    return encode(frame)
+
+
+def ack_frame(client_id: str | None, *, id: int | None = None, seq: int | None = None) -> str:
+    frame: dict[str, Any] = {"type": "ack", "client_id": client_id}
+    if id is not None:
+        frame["id"] = id
+    if seq is not None:
+        frame["seq"] = seq
+    return encode(frame)
+
+
+def with_client_id(frame: dict[str, Any], client_id: str | None) -> dict[str, Any]:
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return frame
+
+
+def batch_text(event_texts: list[str]) -> str:
+    """Several already-encoded events as one frame, without decoding them again."""
+    if len(event_texts) == 1:
+        return event_texts[0]
+    return '{"type":"batch","events":[' + ",".join(event_texts) + "]}"

@@ -1,0 +1,381 @@
+"""Channel-layer I/O and the per-process room hub: the live delivery path.
+
+Services publish each room event once, as already-encoded JSON text, to the room's
+group. The members of a room group are not consumers but one hub per server process:
+a process subscribes to a room once, however many of its connections watch it, and the
+hub writes the same text to every local viewer. Events that arrive within a short
+window of the previous flush are coalesced into one `batch` frame, so a busy room costs
+each viewer a few frames a second while a quiet room's events go out at once.
+
+Live delivery is an optimization over the room event log. Whatever this path drops
+(a layer restart, a viewer too slow to keep up) the client fills from the log with
+`sync` or `?after=N`, which is why nothing here retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from rooms import presence as presence_store
+from rooms.presence import Entry
+from rooms.protocol import batch_text, encode
+
+logger = logging.getLogger(__name__)
+
+# How long a room feed waits for a missing seq (published out of order by two server
+# processes) before it delivers what it has; the client then fills the gap from the log.
+GAP_WAIT_SECONDS = 0.3
+
+
+def room_group(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
+SITE_GROUP = "site"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event on its way to viewers. `seq` is None for connection events (presence)."""
+
+    seq: int | None
+    actor: int | None
+    text: str
+
+
+# Publishing (from services, which run in sync code after commit).
+
+
+def publish_room_event(
+    room_id: int, *, seq: int, actor_id: int | None, text: str, close_user: tuple[int, int] | None = None
+) -> None:
+    """Hand one stored room event to every server process watching the room.
+
+    `close_user` is (user id, close code): after delivering the event, each process
+    closes that user's connections to the room (kick, ban).
+    """
+    message: dict[str, Any] = {"type": "room.event", "room": room_id, "seq": seq, "actor": actor_id, "text": text}
+    if close_user is not None:
+        message["close_user"] = list(close_user)
+    _group_send(room_group(room_id), message)
+
+
+def _group_send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        # The event is stored; viewers get it from the log when they next sync.
+        logger.warning("Could not publish to %s; viewers will catch up from the log", group, exc_info=True)
+
+
+async def publish_presence(room_id: int, text: str) -> None:
+    layer = get_channel_layer()
+    try:
+        await layer.group_send(room_group(room_id), {"type": "room.presence", "room": room_id, "text": text})
+    except Exception:
+        logger.warning("Could not publish presence for room %s", room_id, exc_info=True)
+
+
+# The hub.
+
+
+class Viewer(Protocol):
+    """What the hub needs from a connection (rooms.consumers.RoomConsumer)."""
+
+    conn_id: str
+    user_id: int | None
+
+    def presence_entry(self) -> Entry: ...
+
+    async def offer(
+        self,
+        deliveries: list[Delivery],
+        frame: str,
+        actors: set[int],
+        first_seq: int | None,
+        last_seq: int | None,
+    ) -> None:
+        """Write `frame` (all of `deliveries`, in seq order) or what of it is for this viewer."""
+
+    async def close_by_hub(self, code: int) -> None: ...
+
+
+class RoomFeed:
+    """One room as seen by one process: its local viewers and the events on their way."""
+
+    def __init__(self, hub: Hub, room_id: int) -> None:
+        self.hub = hub
+        self.room_id = room_id
+        self.viewers: set[Viewer] = set()
+        self.pending: list[Delivery] = []
+        # Events that arrived ahead of a missing seq, waiting up to GAP_WAIT_SECONDS.
+        self.held: dict[int, Delivery] = {}
+        self.next_seq: int | None = None
+        self.closes: list[tuple[int, int]] = []
+        self.last_flush = 0.0
+        self.flush_scheduled = False
+        self.gap_timer: asyncio.TimerHandle | None = None
+        self.presence_joined: dict[str, dict] = {}
+        self.presence_left: dict[str, dict] = {}
+        self.presence_anonymous_changed = False
+        self.presence_scheduled = False
+
+    # Incoming events.
+
+    def push_event(self, delivery: Delivery, close_user: tuple[int, int] | None) -> None:
+        seq = delivery.seq
+        if close_user is not None:
+            self.closes.append(close_user)
+        if self.next_seq is None or seq <= self.next_seq:
+            # In order, or late: a late one goes out as is and viewers that already saw
+            # a higher seq drop it, or it was already delivered to them after a gap.
+            self.pending.append(delivery)
+            if self.next_seq is None or seq == self.next_seq:
+                self.next_seq = seq + 1
+                self._release_held()
+        else:
+            self.held[seq] = delivery
+            if self.gap_timer is None:
+                self.gap_timer = asyncio.get_running_loop().call_later(GAP_WAIT_SECONDS, self._give_up_gap)
+        self.schedule_flush()
+
+    def push_connection_event(self, text: str) -> None:
+        self.pending.append(Delivery(None, None, text))
+        self.schedule_flush()
+
+    def _release_held(self) -> None:
+        while self.next_seq in self.held:
+            self.pending.append(self.held.pop(self.next_seq))
+            self.next_seq += 1
+        if not self.held and self.gap_timer is not None:
+            self.gap_timer.cancel()
+            self.gap_timer = None
+
+    def _give_up_gap(self) -> None:
+        self.gap_timer = None
+        if self.held:
+            self.next_seq = min(self.held)
+            self._release_held()
+            self.schedule_flush()
+
+    # Delivery.
+
+    def schedule_flush(self) -> None:
+        if self.flush_scheduled:
+            return
+        self.flush_scheduled = True
+        window = settings.CHAT_BATCH_WINDOW_MS / 1000
+        delay = self.last_flush + window - time.monotonic()
+        loop = asyncio.get_running_loop()
+        if delay <= 0:
+            # A quiet room: nothing went out within the window, so this goes out at once.
+            loop.call_soon(self.hub.spawn, self.flush())
+        else:
+            loop.call_later(delay, self.hub.spawn, self.flush())
+
+    async def flush(self) -> None:
+        self.flush_scheduled = False
+        self.last_flush = time.monotonic()
+        deliveries, self.pending = self.pending, []
+        closes, self.closes = self.closes, []
+        if deliveries:
+            if len(deliveries) > 1:
+                deliveries.sort(key=_seq_order)
+            frame = batch_text([d.text for d in deliveries])
+            actors = {d.actor for d in deliveries if d.actor is not None}
+            seqs = [d.seq for d in deliveries if d.seq is not None]
+            first_seq, last_seq = (seqs[0], seqs[-1]) if seqs else (None, None)
+            for viewer in list(self.viewers):
+                try:
+                    await viewer.offer(deliveries, frame, actors, first_seq, last_seq)
+                except Exception:
+                    logger.exception("Delivery to %s failed", viewer.conn_id)
+        for user_id, code in closes:
+            for viewer in [v for v in self.viewers if v.user_id == user_id]:
+                await viewer.close_by_hub(code)
+
+    # Presence deltas: coalesced per process before they are published.
+
+    def note_presence(self, change: presence_store.Change) -> None:
+        if change.joined is not None:
+            key = _presence_key(change.joined)
+            if key is None:
+                self.presence_anonymous_changed = True
+            elif self.presence_left.pop(key, None) is None:
+                self.presence_joined[key] = change.joined
+        elif change.left is not None:
+            key = _presence_key(change.left)
+            if key is None:
+                self.presence_anonymous_changed = True
+            elif self.presence_joined.pop(key, None) is None:
+                self.presence_left[key] = change.left
+        else:
+            return
+        if not self.presence_scheduled:
+            self.presence_scheduled = True
+            asyncio.get_running_loop().call_later(
+                settings.CHAT_PRESENCE_COALESCE_MS / 1000, self.hub.spawn, self.publish_presence()
+            )
+
+    async def publish_presence(self) -> None:
+        self.presence_scheduled = False
+        joined, self.presence_joined = list(self.presence_joined.values()), {}
+        left, self.presence_left = list(self.presence_left.values()), {}
+        anonymous, self.presence_anonymous_changed = self.presence_anonymous_changed, False
+        if not (joined or left or anonymous):
+            return
+        store = presence_store.get_presence()
+        try:
+            count = await store.count(self.room_id)
+            team = await store.team(self.room_id)
+        except Exception:
+            logger.warning("Presence store unavailable; skipping a roster delta", exc_info=True)
+            return
+        text = encode({"type": "presence", "count": count, "joined": joined, "left": left, "team": team})
+        await publish_presence(self.room_id, text)
+
+
+def _seq_order(delivery: Delivery) -> int:
+    # Connection events keep their place relative to nothing in particular; put them last.
+    return delivery.seq if delivery.seq is not None else 2**63
+
+
+def _presence_key(user: dict) -> str | None:
+    user_id = user.get("id")
+    return None if user_id is None else f"u{user_id}"
+
+
+class Hub:
+    """The live delivery path of one server process (one per event loop)."""
+
+    def __init__(self) -> None:
+        self.feeds: dict[int, RoomFeed] = {}
+        self.channel: str | None = None
+        self._receiver: asyncio.Task | None = None
+        self._beater: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._lock = asyncio.Lock()
+
+    def spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start(self) -> None:
+        if self.channel is None:
+            layer = get_channel_layer()
+            self.channel = await layer.new_channel(prefix="hub.")
+            self._receiver = asyncio.ensure_future(self._receive_loop())
+            self._beater = asyncio.ensure_future(self._beat_loop())
+
+    async def join(self, room_id: int, viewer: Viewer) -> None:
+        """Start delivering the room's events to `viewer` and count it as present."""
+        async with self._lock:
+            await self._start()
+            feed = self.feeds.get(room_id)
+            if feed is None:
+                feed = self.feeds[room_id] = RoomFeed(self, room_id)
+                await get_channel_layer().group_add(room_group(room_id), self.channel)
+            feed.viewers.add(viewer)
+        await self._presence_join(feed, viewer)
+
+    async def leave(self, room_id: int, viewer: Viewer) -> None:
+        feed = self.feeds.get(room_id)
+        if feed is None or viewer not in feed.viewers:
+            return
+        feed.viewers.discard(viewer)
+        try:
+            change = await presence_store.get_presence().leave(room_id, viewer.conn_id)
+            feed.note_presence(change)
+        except Exception:
+            logger.warning("Presence store unavailable on leave; the entry will age out", exc_info=True)
+        async with self._lock:
+            if not feed.viewers and self.feeds.get(room_id) is feed:
+                del self.feeds[room_id]
+                await get_channel_layer().group_discard(room_group(room_id), self.channel)
+
+    def local_viewers(self, room_id: int) -> int:
+        feed = self.feeds.get(room_id)
+        return len(feed.viewers) if feed else 0
+
+    async def _presence_join(self, feed: RoomFeed, viewer: Viewer) -> None:
+        try:
+            change = await presence_store.get_presence().join(feed.room_id, viewer.presence_entry())
+        except Exception:
+            logger.warning("Presence store unavailable on join; the next beat adds it", exc_info=True)
+            return
+        feed.note_presence(change)
+
+    async def _receive_loop(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+                self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Hub receive failed; retrying")
+                await asyncio.sleep(0.5)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        feed = self.feeds.get(message.get("room"))
+        if feed is None:
+            return
+        kind = message.get("type")
+        if kind == "room.event":
+            close_user = message.get("close_user")
+            feed.push_event(
+                Delivery(message["seq"], message.get("actor"), message["text"]),
+                tuple(close_user) if close_user else None,
+            )
+        elif kind == "room.presence":
+            feed.push_connection_event(message["text"])
+
+    async def _beat_loop(self) -> None:
+        """Refresh this process's presence entries and age out those of dead processes."""
+        # Spread the processes' beats so they do not all sweep at the same moment.
+        await asyncio.sleep(settings.CHAT_PRESENCE_BEAT_SECONDS * (0.5 + _jitter()))
+        while True:
+            store = presence_store.get_presence()
+            for room_id, feed in list(self.feeds.items()):
+                try:
+                    await store.beat(room_id, [v.presence_entry() for v in list(feed.viewers)])
+                    for change in await store.sweep(room_id):
+                        feed.note_presence(change)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("Presence beat for room %s failed", room_id, exc_info=True)
+            await asyncio.sleep(settings.CHAT_PRESENCE_BEAT_SECONDS)
+
+
+def _jitter() -> float:
+    return (uuid.uuid4().int % 1000) / 1000
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop: one per server process in production."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub
+
+
+def new_conn_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,108 @@
+"""Reads for display: rooms, users as the protocol shows them, and the event log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from moderation.selectors import blocked_user_ids
+from rooms.errors import NotFound
+from rooms.models import Membership, Room, RoomEvent
+from rooms.permissions import is_site_staff, room_role
+from rooms.presence import online_counts
+
+
+def get_room(slug: str) -> Room:
+    room = Room.objects.filter(slug=slug).select_related("owner").first()
+    if room is None:
+        raise NotFound("No such room.")
+    return room
+
+
+def user_brief(user, *, role: str) -> dict[str, Any]:
+    """A user as the protocol shows them: {id, name, role} plus `staff` for staff."""
+    if not user.is_authenticated:
+        return {"id": None, "name": None, "role": "guest"}
+    brief: dict[str, Any] = {"id": user.pk, "name": user.get_username(), "role": role}
+    if is_site_staff(user):
+        brief["staff"] = True
+    return brief
+
+
+def user_in_room(user, room: Room) -> dict[str, Any]:
+    return user_brief(user, role=room_role(user, room))
+
+
+def room_hosts(room: Room) -> list[dict[str, Any]]:
+    members = Membership.objects.filter(room=room, role="host").select_related("user").order_by("user__username")
+    return [user_brief(m.user, role="host") for m in members]
+
+
+def room_state(room: Room) -> dict[str, Any]:
+    return {
+        "slug": room.slug,
+        "title": room.title,
+        "is_live": room.is_live,
+        "slow_mode_seconds": room.slow_mode_seconds,
+        "hosts": room_hosts(room),
+    }
+
+
+def find_user(ref: int | str):
+    """A user by id or by name; NotFound for neither."""
+    User = get_user_model()
+    lookup = {"pk": ref} if isinstance(ref, int) else {User.USERNAME_FIELD: ref}
+    user = User.objects.filter(is_active=True, **lookup).first()
+    if user is None:
+        raise NotFound(f"No user {ref!r}.")
+    return user
+
+
+@dataclass(frozen=True)
+class History:
+    events: list[dict[str, Any]]
+    # The seq the history is complete up to: every event up to it is either in `events`
+    # or hidden from this viewer. Live delivery continues after it.
+    last_seq: int
+    truncated: bool
+
+
+def room_history(room_id: int, *, after: int | None, blocked: set[int], limit: int | None = None) -> History:
+    """The log as one viewer sees it: the latest events on a first visit (`after` None),
+    otherwise every event after `after`, oldest first."""
+    # Read the head first: everything up to it is committed, and later events reach the
+    # viewer live (it subscribed before calling this).
+    last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
+    events = RoomEvent.objects.filter(room_id=room_id, seq__lte=last_seq)
+    if blocked:
+        events = events.exclude(actor_id__in=blocked)
+    if after is None:
+        limit = limit or settings.CHAT_HISTORY_FIRST_VISIT
+        rows = list(events.order_by("-seq").values_list("data", flat=True)[:limit])
+        rows.reverse()
+        return History(events=rows, last_seq=last_seq, truncated=False)
+    limit = limit or settings.CHAT_HISTORY_RESUME_MAX
+    rows = list(events.filter(seq__gt=after).order_by("seq").values_list("data", flat=True)[: limit + 1])
+    truncated = len(rows) > limit
+    return History(events=rows[:limit], last_seq=last_seq, truncated=truncated)
+
+
+def viewer_blocks(user) -> set[int]:
+    return blocked_user_ids(user.pk if user.is_authenticated else None)
+
+
+def room_list() -> list[Room]:
+    rooms = list(Room.objects.select_related("owner").order_by("-is_live", "title"))
+    counts = online_counts([r.pk for r in rooms])
+    for room in rooms:
+        room.online = counts.get(room.pk, 0)
+    # Live first, then the busiest.
+    rooms.sort(key=lambda r: (not r.is_live, -r.online, r.title.lower()))
+    return rooms
+
+
+def room_head(room_id: int) -> int:
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
