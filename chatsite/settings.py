@@ -235,3 +235,14 @@ CHAT_VIEWER_QUEUE_MAX = env_int("CHAT_VIEWER_QUEUE_MAX", 200, minimum=1)
 CHAT_PRESENCE_BEAT_SECONDS = env_int("CHAT_PRESENCE_BEAT_SECONDS", 10, minimum=1)
 CHAT_PRESENCE_TTL_SECONDS = env_int("CHAT_PRESENCE_TTL_SECONDS", 30, minimum=2)
 CHAT_PRESENCE_COALESCE_MS = env_int("CHAT_PRESENCE_COALESCE_MS", 250, minimum=0)
+# Tips: the largest single tip, and how long a tip stays pinned by amount
+# (amount at least N coins: pinned S seconds; 0 means highlighted but not pinned).
+CHAT_TIP_MAX = env_int("CHAT_TIP_MAX", 100_000, minimum=1)
+CHAT_TIP_HIGHLIGHT_MIN = 10
+CHAT_TIP_PIN_TIERS = [(1000, 1800), (500, 600), (100, 120), (50, 60)]
+CHAT_GRANT_MAX = 10_000_000
+# Announcements stay pinned at the top of the room for this long.
+CHAT_NOTICE_PIN_SECONDS = env_int("CHAT_NOTICE_PIN_SECONDS", 120)
+# Rooms with fewer viewers than this show a line for everyone who joins; bigger rooms
+# only for the host team.
+CHAT_JOIN_LINES_MAX_VIEWERS = env_int("CHAT_JOIN_LINES_MAX_VIEWERS", 50)

@@ -1,9 +1,93 @@
-"""Reads of moderation state that the rooms app needs (the only moderation import it has)."""
+"""Moderation state the rooms app reads (the only moderation module it imports)."""
 
-from moderation.models import Block
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+
+from moderation.models import AuditEntry, Ban, Block, Mute
+from rooms.errors import ChatError, RateLimited
 
 
 def blocked_user_ids(user_id: int | None) -> set[int]:
     if user_id is None:
         return set()
     return set(Block.objects.filter(blocker_id=user_id).values_list("blocked_id", flat=True))
+
+
+def _active(model, room_id: int, user_id: int, now: datetime):
+    return (
+        model.objects.filter(room_id=room_id, user_id=user_id, ended_at__isnull=True)
+        .filter(Q(until__isnull=True) | Q(until__gt=now))
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def active_mute(room_id: int, user_id: int, *, now: datetime | None = None) -> Mute | None:
+    return _active(Mute, room_id, user_id, now or timezone.now())
+
+
+def active_ban(room_id: int, user_id: int, *, now: datetime | None = None) -> Ban | None:
+    return _active(Ban, room_id, user_id, now or timezone.now())
+
+
+def muted_until(room_id: int, user_id: int | None) -> datetime | None:
+    if user_id is None:
+        return None
+    mute = active_mute(room_id, user_id)
+    return mute.until if mute else None
+
+
+def send_restriction(room, user, *, is_team: bool, last_sent_at: datetime | None) -> ChatError | None:
+    """Why `user` may not post in `room` right now, or None. Consumes a rate-limit token
+    when it answers None, so call it once per attempted send."""
+    now = timezone.now()
+    ban = active_ban(room.pk, user.pk, now=now)
+    if ban is not None:
+        return ChatError("You are banned from this room.", code="banned")
+    mute = active_mute(room.pk, user.pk, now=now)
+    if mute is not None:
+        return ChatError("You are muted in this room.", code="muted", retry_after=(mute.until - now).total_seconds())
+    if is_team:
+        return None
+    if room.slow_mode_seconds and last_sent_at is not None:
+        wait = room.slow_mode_seconds - (now - last_sent_at).total_seconds()
+        if wait > 0:
+            return ChatError(
+                f"Slow mode: one message every {room.slow_mode_seconds} s.", code="slow_mode", retry_after=wait
+            )
+    return take_send_token(user.pk)
+
+
+def take_send_token(user_id: int) -> RateLimited | None:
+    """Fixed-window counters in the shared cache (Redis when configured), so the limit
+    holds across server processes: a burst window and a sustained one."""
+    now = time.time()
+    for count, window in (settings.CHAT_SEND_RATE_BURST, settings.CHAT_SEND_RATE_SUSTAINED):
+        bucket = int(now // window)
+        key = f"rl:send:{user_id}:{window}:{bucket}"
+        cache.add(key, 0, timeout=window + 1)
+        try:
+            used = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=window + 1)
+            used = 1
+        if used > count:
+            retry_after = (bucket + 1) * window - now
+            return RateLimited(
+                f"You are sending too fast: at most {count} messages in {window} s.", retry_after=max(retry_after, 0.05)
+            )
+    return None
+
+
+def audit_log(*, room_ids: list[int] | None = None, limit: int = 100) -> list[AuditEntry]:
+    entries = AuditEntry.objects.select_related("actor", "target", "room")
+    if room_ids is not None:
+        entries = entries.filter(room_id__in=room_ids)
+    return list(entries[:limit])

@@ -18,6 +18,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from moderation import services as moderation
+from moderation.selectors import active_ban, muted_until
 from rooms import selectors, services
 from rooms.errors import ChatError
 from rooms.permissions import is_team
@@ -30,6 +32,7 @@ from rooms.protocol import (
     batch_text,
     encode,
     error_frame,
+    iso,
     parse_client_frame,
     with_client_id,
 )
@@ -70,7 +73,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if state is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        room, self.me, self.blocked = state
+        room, self.me, self.blocked, banned, self.muted_until, balance, pinned = state
+        if banned:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         self.room_id = room.pk
         self.hub = get_hub()
         await self.hub.join(self.room_id, self)
@@ -79,12 +85,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         welcome = {
             "type": "welcome",
             "room": await database_sync_to_async(selectors.room_state)(room),
-            "you": {**self.me, "muted_until": None, "balance": 0, "blocked": sorted(self.blocked)},
+            "you": {
+                **self.me,
+                "muted_until": iso(self.muted_until),
+                "balance": balance,
+                "blocked": sorted(self.blocked),
+            },
             "roster": await _roster(store, self.room_id, offset=0, limit=50),
             "history": history.events,
             "last_seq": history.last_seq,
             "history_truncated": history.truncated,
-            "pinned": [],
+            "pinned": pinned,
         }
         await self.send(text_data=encode(welcome))
         if after_error:
@@ -132,6 +143,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not self.closed:
             self.closed = True
             await self.close(code=code)
+
+    async def control(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "blocks":
+            self.blocked = set(payload.get("blocked", ()))
+        elif kind == "revoke":
+            await self.close_by_hub(CLOSE_FORBIDDEN)
 
     def _frame_for_me(self, deliveries: list[Delivery]) -> str | None:
         mine = [
@@ -198,7 +215,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def do_ping(self, command: Command) -> None:
         last_seq = await database_sync_to_async(selectors.room_head)(self.room_id)
-        await self.send(text_data=encode(with_client_id({"type": "pong", "ts": command.args["ts"], "last_seq": last_seq}, command.client_id)))
+        await self.send(
+            text_data=encode(
+                with_client_id({"type": "pong", "ts": command.args["ts"], "last_seq": last_seq}, command.client_id)
+            )
+        )
 
     async def do_send(self, command: Command) -> None:
         message = await database_sync_to_async(services.check_send_message)(
@@ -233,6 +254,59 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=encode(with_client_id(synced, command.client_id)))
         await self._release(history.last_seq)
 
+    async def _acked(self, command: Command, action, *args, **kwargs) -> None:
+        """Run a service that appends a room event and ack with that event's seq."""
+        event = await database_sync_to_async(action)(self.user, *args, **kwargs)
+        await self.send(text_data=ack_frame(command.client_id, seq=event.seq))
+
+    async def do_delete(self, command: Command) -> None:
+        await self._acked(command, moderation.check_delete_message, self.room_id, message_id=command.args["id"])
+
+    async def do_mute(self, command: Command) -> None:
+        await self._acked(command, moderation.check_mute, self.room_id, **command.args)
+
+    async def do_unmute(self, command: Command) -> None:
+        await self._acked(command, moderation.check_unmute, self.room_id, **command.args)
+
+    async def do_kick(self, command: Command) -> None:
+        await self._acked(command, moderation.check_kick, self.room_id, **command.args)
+
+    async def do_ban(self, command: Command) -> None:
+        await self._acked(command, moderation.check_ban, self.room_id, **command.args)
+
+    async def do_unban(self, command: Command) -> None:
+        await self._acked(command, moderation.check_unban, self.room_id, **command.args)
+
+    async def do_slow_mode(self, command: Command) -> None:
+        await self._acked(command, moderation.check_set_slow_mode, self.room_id, **command.args)
+
+    async def do_room_status(self, command: Command) -> None:
+        await self._acked(command, services.check_update_room, self.room_id, **command.args)
+
+    async def do_tip(self, command: Command) -> None:
+        tip = await database_sync_to_async(services.check_send_tip)(
+            self.user, self.room_id, client_id=command.client_id, **command.args
+        )
+        balance = await database_sync_to_async(services.balance_of)(self.user_id)
+        ack = {"type": "ack", "client_id": command.client_id, "id": tip.pk, "seq": tip.seq, "balance": balance}
+        await self.send(text_data=encode(ack))
+
+    async def do_announce(self, command: Command) -> None:
+        await self._acked(command, services.check_announce, self.room_id, **command.args)
+
+    async def do_block(self, command: Command) -> None:
+        self.blocked = await database_sync_to_async(moderation.check_block)(self.user, **command.args)
+        await self._ack_blocks(command)
+
+    async def do_unblock(self, command: Command) -> None:
+        self.blocked = await database_sync_to_async(moderation.check_unblock)(self.user, **command.args)
+        await self._ack_blocks(command)
+
+    async def _ack_blocks(self, command: Command) -> None:
+        await self.send(
+            text_data=encode({"type": "ack", "client_id": command.client_id, "blocked": sorted(self.blocked)})
+        )
+
     async def do_roster(self, command: Command) -> None:
         roster = await _roster(get_presence(), self.room_id, offset=command.args["offset"], limit=command.args["limit"])
         await self.send(text_data=encode(with_client_id({"type": "roster", **roster}, command.client_id)))
@@ -265,4 +339,12 @@ def _connection_state(slug: str, user):
         room = selectors.get_room(slug)
     except ChatError:
         return None
-    return room, selectors.user_in_room(user, room), selectors.viewer_blocks(user)
+    user_id = user.pk if user.is_authenticated else None
+    banned = user_id is not None and active_ban(room.pk, user_id) is not None
+    return (
+        room,
+        selectors.user_in_room(user, room),
+        selectors.viewer_blocks(user),
+        banned,
+        muted_until(room.pk, user_id),
+    )

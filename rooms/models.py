@@ -7,10 +7,10 @@ class Room(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     title = models.CharField(max_length=200)
     # The streamer: receives tips and always holds the host role.
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_rooms"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_rooms")
     is_live = models.BooleanField(default=False)
+    # When the current (or last) stream started: "this stream" on the tip leaderboard.
+    live_since = models.DateTimeField(null=True, blank=True)
     slow_mode_seconds = models.PositiveSmallIntegerField(default=0)
     # Highest seq handed out in this room's event log. Incremented under the row lock in
     # the same transaction as the event insert, which is what makes seq gapless.
@@ -21,9 +21,7 @@ class Room(models.Model):
         ordering = ["-is_live", "title"]
         permissions = [("moderate_all_rooms", "Can moderate and administer every room (site staff)")]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(slow_mode_seconds__lte=120), name="room_slow_mode_at_most_120"
-            ),
+            models.CheckConstraint(condition=Q(slow_mode_seconds__lte=120), name="room_slow_mode_at_most_120"),
             models.CheckConstraint(condition=Q(last_seq__gte=0), name="room_last_seq_non_negative"),
         ]
 
@@ -40,18 +38,14 @@ class Membership(models.Model):
     """A seat on a room's host team. Everyone else signed in is a plain member."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["room", "user"], name="membership_one_per_user"),
-            models.CheckConstraint(
-                condition=Q(role__in=[Role.HOST, Role.MODERATOR]), name="membership_role_valid"
-            ),
+            models.CheckConstraint(condition=Q(role__in=[Role.HOST, Role.MODERATOR]), name="membership_role_valid"),
         ]
 
     def __str__(self) -> str:
@@ -88,13 +82,9 @@ class RoomEvent(models.Model):
 
 class Message(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
-    author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages"
-    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
     body = models.TextField()
-    reply_to = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
-    )
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     client_id = models.CharField(max_length=64, null=True, blank=True)
     seq = models.BigIntegerField()
     created_at = models.DateTimeField()
@@ -121,3 +111,91 @@ class Message(models.Model):
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+
+class Wallet(models.Model):
+    """A user's coins. Changed only by rooms.services.tips, always with a ledger entry."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="wallet")
+    balance = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_never_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.balance} coins"
+
+
+class Tip(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="tips")
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tips_sent")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tips_received")
+    amount = models.PositiveIntegerField()
+    body = models.CharField(max_length=200, blank=True)
+    client_id = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+    pinned_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # What makes `tip` idempotent: a retried client_id can never debit twice.
+            models.UniqueConstraint(fields=["room", "sender", "client_id"], name="tip_client_id_once"),
+            models.CheckConstraint(condition=Q(amount__gte=1), name="tip_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["room", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.sender} tipped {self.amount} in {self.room}"
+
+
+class LedgerEntry(models.Model):
+    """One movement of coins. A wallet's balance is the sum of its entries."""
+
+    class Kind(models.TextChoices):
+        GRANT = "grant", "Granted"
+        TIP_SENT = "tip_sent", "Tip sent"
+        TIP_RECEIVED = "tip_received", "Tip received"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger")
+    amount = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    tip = models.ForeignKey(Tip, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_nonzero")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.amount:+d} ({self.kind})"
+
+
+class Notice(models.Model):
+    """A broadcast: one room's announcement, or a site-wide notice (room null) that is
+    appended to every room's log."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.CASCADE, related_name="notices")
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
+    body = models.CharField(max_length=500)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    pinned_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def scope(self) -> str:
+        return "room" if self.room_id else "site"
+
+    def __str__(self) -> str:
+        return f"{self.scope} notice: {self.body[:40]}"

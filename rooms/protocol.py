@@ -69,9 +69,7 @@ def _int_in(frame: dict, name: str, low: int, high: int, client_id: str | None, 
         return default
     value = frame.get(name)
     if not _is_int(value) or not low <= value <= high:
-        raise ProtocolError(
-            "bad_request", f"`{name}` must be an integer from {low} to {high}.", client_id=client_id
-        )
+        raise ProtocolError("bad_request", f"`{name}` must be an integer from {low} to {high}.", client_id=client_id)
     return value
 
 
@@ -82,9 +80,7 @@ def _text(frame: dict, name: str, client_id: str | None, *, required: bool, max_
     if not isinstance(value, str):
         raise ProtocolError("bad_request", f"`{name}` must be a string.", client_id=client_id)
     if len(value) > max_len:
-        raise ProtocolError(
-            "bad_request", f"`{name}` is longer than {max_len} characters.", client_id=client_id
-        )
+        raise ProtocolError("bad_request", f"`{name}` is longer than {max_len} characters.", client_id=client_id)
     return value
 
 
@@ -150,7 +146,7 @@ def _parse_slow_mode(f, cid):
 def _parse_announce(f, cid):
     level = f.get("level", "info")
     if level not in ("info", "warning"):
-        raise ProtocolError("bad_request", "`level` must be \"info\" or \"warning\".", client_id=cid)
+        raise ProtocolError("bad_request", '`level` must be "info" or "warning".', client_id=cid)
     return {"body": _text(f, "body", cid, required=True, max_len=NOTICE_BODY_MAX), "level": level}
 
 

@@ -70,6 +70,12 @@ def publish_room_event(
     _group_send(room_group(room_id), message)
 
 
+def publish_user_control(user_id: int, kind: str, **payload: Any) -> None:
+    """Tell every connection of one user, on every process, that something about them
+    changed (`blocks`: their block list; `revoke`: they lost access)."""
+    _group_send(SITE_GROUP, {"type": "user.control", "user": user_id, "kind": kind, "payload": payload})
+
+
 def _group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     try:
@@ -109,6 +115,8 @@ class Viewer(Protocol):
         """Write `frame` (all of `deliveries`, in seq order) or what of it is for this viewer."""
 
     async def close_by_hub(self, code: int) -> None: ...
+
+    async def control(self, kind: str, payload: dict[str, Any]) -> None: ...
 
 
 class RoomFeed:
@@ -276,6 +284,7 @@ class Hub:
         if self.channel is None:
             layer = get_channel_layer()
             self.channel = await layer.new_channel(prefix="hub.")
+            await layer.group_add(SITE_GROUP, self.channel)
             self._receiver = asyncio.ensure_future(self._receive_loop())
             self._beater = asyncio.ensure_future(self._beat_loop())
 
@@ -330,6 +339,9 @@ class Hub:
                 await asyncio.sleep(0.5)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "user.control":
+            self.spawn(self._control_user(message["user"], message["kind"], message.get("payload") or {}))
+            return
         feed = self.feeds.get(message.get("room"))
         if feed is None:
             return
@@ -342,6 +354,11 @@ class Hub:
             )
         elif kind == "room.presence":
             feed.push_connection_event(message["text"])
+
+    async def _control_user(self, user_id: int, kind: str, payload: dict[str, Any]) -> None:
+        for feed in list(self.feeds.values()):
+            for viewer in [v for v in feed.viewers if v.user_id == user_id]:
+                await viewer.control(kind, payload)
 
     async def _beat_loop(self) -> None:
         """Refresh this process's presence entries and age out those of dead processes."""

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Count, Sum
+from django.utils import timezone
 
 from moderation.selectors import blocked_user_ids
 from rooms.errors import NotFound
-from rooms.models import Membership, Room, RoomEvent
+from rooms.models import Membership, Room, RoomEvent, Tip
 from rooms.permissions import is_site_staff, room_role
 from rooms.presence import online_counts
+from rooms.protocol import iso
 
 
 def get_room(slug: str) -> Room:
@@ -106,3 +110,41 @@ def room_list() -> list[Room]:
 
 def room_head(room_id: int) -> int:
     return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
+
+
+def pinned_events(room_id: int, *, blocked: set[int]) -> list[dict[str, Any]]:
+    """Tips and notices still pinned now, oldest first, as their log events."""
+    now = timezone.now()
+    longest = max([s for _, s in settings.CHAT_TIP_PIN_TIERS] + [settings.CHAT_NOTICE_PIN_SECONDS])
+    events = RoomEvent.objects.filter(
+        room_id=room_id, type__in=("tip", "notice"), created_at__gte=now - timedelta(seconds=longest)
+    )
+    if blocked:
+        events = events.exclude(actor_id__in=blocked)
+    now_iso = iso(now)
+    return [
+        data
+        for data in events.order_by("seq").values_list("data", flat=True)
+        if data.get("pinned_until") and data["pinned_until"] > now_iso
+    ]
+
+
+def top_tippers(room: Room, *, since=None, limit: int = 10) -> list[dict[str, Any]]:
+    tips = Tip.objects.filter(room=room)
+    if since is not None:
+        tips = tips.filter(created_at__gte=since)
+    rows = (
+        tips.values("sender_id", "sender__username")
+        .annotate(total=Sum("amount"), count=Count("id"))
+        .order_by("-total", "sender__username")[:limit]
+    )
+    return [
+        {"id": r["sender_id"], "name": r["sender__username"], "total": r["total"], "tips": r["count"]} for r in rows
+    ]
+
+
+def leaderboard(room: Room) -> dict[str, Any]:
+    return {
+        "stream": top_tippers(room, since=room.live_since) if room.live_since else [],
+        "all_time": top_tippers(room),
+    }

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,95 +14,168 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Room',
+            name="Room",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('is_live', models.BooleanField(default=False)),
-                ('slow_mode_seconds', models.PositiveSmallIntegerField(default=0)),
-                ('last_seq', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='owned_rooms', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                ("is_live", models.BooleanField(default=False)),
+                ("slow_mode_seconds", models.PositiveSmallIntegerField(default=0)),
+                ("last_seq", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="owned_rooms",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-is_live', 'title'],
-                'permissions': [('moderate_all_rooms', 'Can moderate and administer every room (site staff)')],
+                "ordering": ["-is_live", "title"],
+                "permissions": [("moderate_all_rooms", "Can moderate and administer every room (site staff)")],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('body', models.TextField()),
-                ('client_id', models.CharField(blank=True, max_length=64, null=True)),
-                ('seq', models.BigIntegerField()),
-                ('created_at', models.DateTimeField()),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to=settings.AUTH_USER_MODEL)),
-                ('deleted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('reply_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replies', to='rooms.message')),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='rooms.room')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("body", models.TextField()),
+                ("client_id", models.CharField(blank=True, max_length=64, null=True)),
+                ("seq", models.BigIntegerField()),
+                ("created_at", models.DateTimeField()),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deleted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "reply_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="replies",
+                        to="rooms.message",
+                    ),
+                ),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="messages", to="rooms.room"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['room', 'seq'],
+                "ordering": ["room", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('host', 'Host'), ('moderator', 'Moderator')], max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='rooms.room')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("role", models.CharField(choices=[("host", "Host"), ("moderator", "Moderator")], max_length=16)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="rooms.room"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RoomEvent',
+            name="RoomEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.BigIntegerField()),
-                ('type', models.CharField(max_length=32)),
-                ('data', models.JSONField()),
-                ('created_at', models.DateTimeField()),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='rooms.room')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seq", models.BigIntegerField()),
+                ("type", models.CharField(max_length=32)),
+                ("data", models.JSONField()),
+                ("created_at", models.DateTimeField()),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="rooms.room"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['room', 'seq'],
+                "ordering": ["room", "seq"],
             },
         ),
         migrations.AddConstraint(
-            model_name='room',
-            constraint=models.CheckConstraint(condition=models.Q(('slow_mode_seconds__lte', 120)), name='room_slow_mode_at_most_120'),
+            model_name="room",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("slow_mode_seconds__lte", 120)), name="room_slow_mode_at_most_120"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='room',
-            constraint=models.CheckConstraint(condition=models.Q(('last_seq__gte', 0)), name='room_last_seq_non_negative'),
+            model_name="room",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("last_seq__gte", 0)), name="room_last_seq_non_negative"
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['room', 'author', 'created_at'], name='rooms_messa_room_id_ef82a1_idx'),
+            model_name="message",
+            index=models.Index(fields=["room", "author", "created_at"], name="rooms_messa_room_id_ef82a1_idx"),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('client_id__isnull', False)), fields=('room', 'author', 'client_id'), name='message_client_id_once'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("client_id__isnull", False)),
+                fields=("room", "author", "client_id"),
+                name="message_client_id_once",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('room', 'user'), name='membership_one_per_user'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(fields=("room", "user"), name="membership_one_per_user"),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.CheckConstraint(condition=models.Q(('role__in', ['host', 'moderator'])), name='membership_role_valid'),
+            model_name="membership",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("role__in", ["host", "moderator"])), name="membership_role_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='roomevent',
-            constraint=models.UniqueConstraint(fields=('room', 'seq'), name='room_event_seq_unique'),
+            model_name="roomevent",
+            constraint=models.UniqueConstraint(fields=("room", "seq"), name="room_event_seq_unique"),
         ),
         migrations.AddConstraint(
-            model_name='roomevent',
-            constraint=models.CheckConstraint(condition=models.Q(('seq__gte', 1)), name='room_event_seq_positive'),
+            model_name="roomevent",
+            constraint=models.CheckConstraint(condition=models.Q(("seq__gte", 1)), name="room_event_seq_positive"),
         ),
     ]

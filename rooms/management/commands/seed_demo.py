@@ -3,7 +3,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from rooms.models import Room
-from rooms.services import do_create_room, do_send_message, do_set_role, do_update_room
+from rooms.models import Wallet
+from rooms.services import do_create_room, do_grant_coins, do_send_message, do_set_role, do_update_room
 
 DEMO_PASSWORD = "chatsite-demo"
 PEOPLE = [
@@ -19,7 +20,7 @@ PEOPLE = [
 class Command(BaseCommand):
     help = (
         "Create demo data if it is missing: an admin, a live room hosted by 'streamer' "
-        f"with moderator 'mod', and viewers 'alice' and 'bob' (password {DEMO_PASSWORD!r}). "
+        f"with moderator 'mod', and viewers 'alice' and 'bob' with 1000 coins each (password {DEMO_PASSWORD!r}). "
         "Safe to run again."
     )
 
@@ -33,6 +34,8 @@ class Command(BaseCommand):
                 if created:
                     user.set_password(DEMO_PASSWORD)
                     user.save()
+                if not Wallet.objects.filter(user=user).exists():
+                    do_grant_coins(user_id=user.pk, amount=1000, by_id=None, note="demo coins")
             if not Room.objects.filter(slug="lobby").exists():
                 room = do_create_room(slug="lobby", title="Friday night speedruns", host_username="streamer")
                 do_set_role(room_id=room.pk, username="mod", role="moderator")

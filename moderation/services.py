@@ -1,0 +1,328 @@
+"""Moderation actions: mute, kick, ban, delete, slow mode, and personal blocks.
+
+`check_*` resolves and authorizes an untrusted actor (consumer, views, admin) and calls
+`do_*`, which writes, audits and appends the `moderation` room event in one transaction.
+Management commands call `do_*` directly.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from moderation.models import AuditEntry, Ban, Block, Mute
+from moderation.selectors import active_ban, active_mute, blocked_user_ids
+from rooms import realtime
+from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from rooms.models import Message, Room, RoomEvent
+from rooms.permissions import HOST, MODERATOR, actor_rank
+from rooms.protocol import MAX_MUTE_SECONDS, MAX_SLOW_MODE_SECONDS, iso
+from rooms.selectors import find_user, user_in_room
+from rooms.services import append_event
+
+CLOSE_KICKED = 4000
+CLOSE_BANNED = 4403
+# Ban lengths beyond this are permanent bans in all but name; refuse them as typos.
+MAX_BAN_SECONDS = 10 * 365 * 24 * 3600
+
+
+def _room(room_id: int) -> Room:
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("No such room.")
+    return room
+
+
+def authorize(actor, room: Room, *, min_rank: int, target=None) -> None:
+    """Raise unless `actor` holds `min_rank` in `room` and outranks `target`."""
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in first.")
+    rank = actor_rank(actor, room)
+    if rank < min_rank:
+        who = "hosts and staff" if min_rank >= HOST else "moderators, hosts and staff"
+        raise Forbidden(f"Only {who} can do that.")
+    if target is not None:
+        if target.pk == actor.pk:
+            raise Forbidden("You cannot do that to yourself.")
+        if actor_rank(target, room) >= rank:
+            raise Forbidden("You cannot moderate someone of equal or higher rank.")
+
+
+def _moderation_event(
+    room: Room,
+    *,
+    action: str,
+    by,
+    target=None,
+    until=None,
+    seconds: int | None = None,
+    reason: str = "",
+    close_code: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> RoomEvent:
+    now = timezone.now()
+    AuditEntry.objects.create(
+        room=room,
+        actor=by,
+        action=action,
+        target=target,
+        reason=reason,
+        until=until,
+        seconds=seconds,
+        details=details or {},
+        created_at=now,
+    )
+    return append_event(
+        room.pk,
+        type="moderation",
+        # Moderation is never hidden by a viewer's personal blocks.
+        actor_id=None,
+        fields={
+            "action": action,
+            "target": user_in_room(target, room) if target is not None else None,
+            "by": user_in_room(by, room) if by is not None else None,
+            "until": iso(until),
+            "seconds": seconds,
+            "reason": reason,
+        },
+        close_user=(target.pk, close_code) if close_code is not None and target is not None else None,
+    )
+
+
+def _end_active(model, room: Room, user, *, by, now) -> int:
+    return model.objects.filter(room=room, user=user, ended_at__isnull=True).update(ended_at=now, ended_by=by)
+
+
+def _user(user_id: int):
+    return get_user_model().objects.get(pk=user_id)
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if len(reason) > 200:
+        raise BadRequest("A reason is at most 200 characters.")
+    return reason
+
+
+# Mute.
+
+
+def check_mute(actor, room_id: int, *, user: int | str, seconds: int, reason: str = "") -> RoomEvent:
+    room = _room(room_id)
+    target = find_user(user)
+    authorize(actor, room, min_rank=MODERATOR, target=target)
+    return do_mute(room_id=room.pk, target_id=target.pk, by_id=actor.pk, seconds=seconds, reason=reason)
+
+
+@transaction.atomic
+def do_mute(*, room_id: int, target_id: int, by_id: int | None, seconds: int, reason: str = "") -> RoomEvent:
+    if type(seconds) is not int or not 1 <= seconds <= MAX_MUTE_SECONDS:
+        raise BadRequest(f"A mute lasts 1 to {MAX_MUTE_SECONDS} seconds.")
+    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    now = timezone.now()
+    until = now + timedelta(seconds=seconds)
+    _end_active(Mute, room, target, by=by, now=now)
+    Mute.objects.create(room=room, user=target, by=by, reason=_reason(reason), created_at=now, until=until)
+    return _moderation_event(
+        room, action="mute", by=by, target=target, until=until, seconds=seconds, reason=_reason(reason)
+    )
+
+
+def check_unmute(actor, room_id: int, *, user: int | str) -> RoomEvent:
+    room = _room(room_id)
+    target = find_user(user)
+    authorize(actor, room, min_rank=MODERATOR, target=target)
+    return do_unmute(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
+
+
+@transaction.atomic
+def do_unmute(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
+    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    if active_mute(room.pk, target.pk) is None:
+        raise NotFound(f"{target.get_username()} is not muted.")
+    _end_active(Mute, room, target, by=by, now=timezone.now())
+    return _moderation_event(room, action="unmute", by=by, target=target)
+
+
+# Kick and ban.
+
+
+def check_kick(actor, room_id: int, *, user: int | str, reason: str = "") -> RoomEvent:
+    room = _room(room_id)
+    target = find_user(user)
+    authorize(actor, room, min_rank=MODERATOR, target=target)
+    return do_kick(room_id=room.pk, target_id=target.pk, by_id=actor.pk, reason=reason)
+
+
+@transaction.atomic
+def do_kick(*, room_id: int, target_id: int, by_id: int | None, reason: str = "") -> RoomEvent:
+    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    return _moderation_event(room, action="kick", by=by, target=target, reason=_reason(reason), close_code=CLOSE_KICKED)
+
+
+def check_ban(actor, room_id: int, *, user: int | str, seconds: int | None = None, reason: str = "") -> RoomEvent:
+    room = _room(room_id)
+    target = find_user(user)
+    authorize(actor, room, min_rank=HOST, target=target)
+    return do_ban(room_id=room.pk, target_id=target.pk, by_id=actor.pk, seconds=seconds, reason=reason)
+
+
+@transaction.atomic
+def do_ban(
+    *, room_id: int, target_id: int, by_id: int | None, seconds: int | None = None, reason: str = ""
+) -> RoomEvent:
+    if seconds is not None and (type(seconds) is not int or not 1 <= seconds <= MAX_BAN_SECONDS):
+        raise BadRequest("A timed ban lasts 1 second to 10 years; leave `seconds` out for a permanent ban.")
+    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    now = timezone.now()
+    until = now + timedelta(seconds=seconds) if seconds is not None else None
+    _end_active(Ban, room, target, by=by, now=now)
+    Ban.objects.create(room=room, user=target, by=by, reason=_reason(reason), created_at=now, until=until)
+    return _moderation_event(
+        room,
+        action="ban",
+        by=by,
+        target=target,
+        until=until,
+        seconds=seconds,
+        reason=_reason(reason),
+        close_code=CLOSE_BANNED,
+    )
+
+
+def check_unban(actor, room_id: int, *, user: int | str) -> RoomEvent:
+    room = _room(room_id)
+    target = find_user(user)
+    authorize(actor, room, min_rank=HOST, target=target)
+    return do_unban(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
+
+
+@transaction.atomic
+def do_unban(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
+    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    if active_ban(room.pk, target.pk) is None:
+        raise NotFound(f"{target.get_username()} is not banned.")
+    _end_active(Ban, room, target, by=by, now=timezone.now())
+    return _moderation_event(room, action="unban", by=by, target=target)
+
+
+# Deleting messages.
+
+
+def check_delete_message(actor, room_id: int, *, message_id: int) -> RoomEvent:
+    room = _room(room_id)
+    message = Message.objects.filter(pk=message_id, room=room).select_related("author").first()
+    if message is None or message.is_deleted:
+        raise NotFound("No such message in this room.")
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in first.")
+    if message.author_id != actor.pk:
+        authorize(actor, room, min_rank=MODERATOR, target=message.author)
+    return do_delete_message(message_id=message.pk, by_id=actor.pk)
+
+
+@transaction.atomic
+def do_delete_message(*, message_id: int, by_id: int | None) -> RoomEvent:
+    """Hide a message everywhere: its log entry and every quote of it are redacted in
+    place, and a `message_deleted` event tells live viewers."""
+    message = Message.objects.select_for_update().select_related("room", "author").get(pk=message_id)
+    if message.is_deleted:
+        raise NotFound("That message is already deleted.")
+    by = _user(by_id) if by_id else None
+    now = timezone.now()
+    # The row keeps its body for staff in the admin; everything viewers can read is redacted.
+    message.deleted_at, message.deleted_by = now, by
+    message.save(update_fields=["deleted_at", "deleted_by"])
+    _redact_logged(message.room_id, message.seq, lambda data: data.update(body="", deleted=True, mentions=[]))
+    for reply in Message.objects.filter(reply_to=message).only("room_id", "seq"):
+        _redact_logged(reply.room_id, reply.seq, _redact_quote)
+    room = message.room
+    if by is not None and by.pk != message.author_id:
+        AuditEntry.objects.create(
+            room=room,
+            actor=by,
+            action="delete",
+            target=message.author,
+            created_at=now,
+            details={"message_id": message.pk},
+        )
+    return append_event(
+        room.pk,
+        type="message_deleted",
+        actor_id=None,
+        fields={"id": message.pk, "by": user_in_room(by, room) if by is not None else None},
+    )
+
+
+def _redact_quote(data: dict[str, Any]) -> None:
+    if data.get("reply_to"):
+        data["reply_to"] = {**data["reply_to"], "excerpt": "", "deleted": True}
+
+
+def _redact_logged(room_id: int, seq: int, redact) -> None:
+    event = RoomEvent.objects.select_for_update().get(room_id=room_id, seq=seq)
+    redact(event.data)
+    event.save(update_fields=["data"])
+
+
+# Slow mode.
+
+
+def check_set_slow_mode(actor, room_id: int, *, seconds: int) -> RoomEvent:
+    room = _room(room_id)
+    authorize(actor, room, min_rank=MODERATOR)
+    return do_set_slow_mode(room_id=room.pk, by_id=actor.pk, seconds=seconds)
+
+
+@transaction.atomic
+def do_set_slow_mode(*, room_id: int, by_id: int | None, seconds: int) -> RoomEvent:
+    if type(seconds) is not int or not 0 <= seconds <= MAX_SLOW_MODE_SECONDS:
+        raise BadRequest(f"Slow mode is 0 (off) to {MAX_SLOW_MODE_SECONDS} seconds.")
+    room = Room.objects.select_for_update().filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("No such room.")
+    room.slow_mode_seconds = seconds
+    room.save(update_fields=["slow_mode_seconds"])
+    return _moderation_event(room, action="slow_mode", by=_user(by_id) if by_id else None, seconds=seconds)
+
+
+# Personal blocks.
+
+
+def check_block(actor, *, user: int | str) -> set[int]:
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in to block people.")
+    target = find_user(user)
+    if target.pk == actor.pk:
+        raise BadRequest("You cannot block yourself.")
+    return do_block(blocker_id=actor.pk, blocked_id=target.pk)
+
+
+@transaction.atomic
+def do_block(*, blocker_id: int, blocked_id: int) -> set[int]:
+    Block.objects.get_or_create(blocker_id=blocker_id, blocked_id=blocked_id)
+    return _blocks_changed(blocker_id)
+
+
+def check_unblock(actor, *, user: int | str) -> set[int]:
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in first.")
+    target = find_user(user)
+    return do_unblock(blocker_id=actor.pk, blocked_id=target.pk)
+
+
+@transaction.atomic
+def do_unblock(*, blocker_id: int, blocked_id: int) -> set[int]:
+    Block.objects.filter(blocker_id=blocker_id, blocked_id=blocked_id).delete()
+    return _blocks_changed(blocker_id)
+
+
+def _blocks_changed(user_id: int) -> set[int]:
+    blocked = blocked_user_ids(user_id)
+    # Every open connection of the user, on every process, filters with the new list.
+    transaction.on_commit(lambda: realtime.publish_user_control(user_id, "blocks", blocked=sorted(blocked)))
+    return blocked

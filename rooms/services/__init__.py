@@ -1,0 +1,46 @@
+"""Domain actions for rooms and messages.
+
+Two tiers, as everywhere in this project: `check_*` is the untrusted entry used by the
+consumer and views (resolve, authorize, validate, rate-limit) and calls `do_*`, the
+trusted core used directly by the admin and management commands. Every `do_*` writes in
+one transaction, appends its room event to the log in that transaction, and publishes
+the encoded event after commit.
+"""
+
+from rooms.services.events import append_event, log_event, next_seq
+from rooms.services.messages import check_send_message, do_send_message, reply_excerpt, resolve_mentions
+from rooms.services.notices import check_announce, do_announce, do_site_announce
+from rooms.services.rooms import check_update_room, do_create_room, do_set_role, do_update_room
+from rooms.services.tips import (
+    InsufficientFunds,
+    InvalidAmount,
+    balance_of,
+    check_send_tip,
+    do_grant_coins,
+    do_send_tip,
+    pin_seconds,
+)
+
+__all__ = [
+    "InsufficientFunds",
+    "InvalidAmount",
+    "balance_of",
+    "check_announce",
+    "check_send_tip",
+    "do_announce",
+    "do_grant_coins",
+    "do_send_tip",
+    "do_site_announce",
+    "pin_seconds",
+    "append_event",
+    "check_send_message",
+    "check_update_room",
+    "do_create_room",
+    "do_send_message",
+    "do_set_role",
+    "do_update_room",
+    "log_event",
+    "next_seq",
+    "reply_excerpt",
+    "resolve_mentions",
+]

@@ -1,0 +1,84 @@
+"""Broadcast notices: a room's announcements and site-wide notices."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from rooms.models import Notice, Room, RoomEvent
+from rooms.permissions import MODERATOR, actor_rank
+from rooms.protocol import NOTICE_BODY_MAX, iso
+from rooms.selectors import user_in_room
+from rooms.services.events import append_event
+
+
+def _clean(body: str, level: str) -> str:
+    if level not in Notice.Level.values:
+        raise BadRequest('The level is "info" or "warning".')
+    body = (body or "").strip()
+    if not body or len(body) > NOTICE_BODY_MAX:
+        raise BadRequest(f"A notice is 1 to {NOTICE_BODY_MAX} characters.")
+    return body
+
+
+def check_announce(actor, room_id: int, *, body: str, level: str = "info") -> RoomEvent:
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("No such room.")
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in first.")
+    if actor_rank(actor, room) < MODERATOR:
+        raise Forbidden("Only moderators, hosts and staff can post announcements.")
+    return do_announce(room_id=room.pk, by_id=actor.pk, body=body, level=level)
+
+
+@transaction.atomic
+def do_announce(*, room_id: int, by_id: int | None, body: str, level: str = "info") -> RoomEvent:
+    body = _clean(body, level)
+    room = Room.objects.get(pk=room_id)
+    by = get_user_model().objects.get(pk=by_id) if by_id else None
+    notice = Notice.objects.create(
+        room=room, level=level, body=body, by=by, pinned_until=_pin_until(), created_at=timezone.now()
+    )
+    return _log_notice(notice, room, by)
+
+
+def do_site_announce(*, by_id: int | None, body: str, level: str = "info") -> Notice:
+    """One notice in every room's log, each room in its own short transaction so a
+    site with many rooms never holds every room's lock at once."""
+    body = _clean(body, level)
+    by = get_user_model().objects.get(pk=by_id) if by_id else None
+    notice = Notice.objects.create(
+        room=None, level=level, body=body, by=by, pinned_until=_pin_until(), created_at=timezone.now()
+    )
+    for room in Room.objects.order_by("pk"):
+        with transaction.atomic():
+            _log_notice(notice, room, by)
+    return notice
+
+
+def _pin_until():
+    seconds = settings.CHAT_NOTICE_PIN_SECONDS
+    return timezone.now() + timedelta(seconds=seconds) if seconds else None
+
+
+def _log_notice(notice: Notice, room: Room, by) -> RoomEvent:
+    return append_event(
+        room.pk,
+        type="notice",
+        # Notices are never hidden by a viewer's personal blocks.
+        actor_id=None,
+        fields={
+            "id": notice.pk,
+            "scope": notice.scope,
+            "level": notice.level,
+            "body": notice.body,
+            "by": user_in_room(by, room) if by is not None else None,
+            "pinned_until": iso(notice.pinned_until),
+        },
+    )

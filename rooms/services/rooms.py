@@ -1,0 +1,103 @@
+"""Rooms, their host team, and their live state."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from rooms.models import Membership, Role, Room, RoomEvent
+from rooms.permissions import HOST, actor_rank
+from rooms.services.events import append_event
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def do_create_room(*, slug: str, title: str, host_username: str) -> Room:
+    """Create a room owned by an existing user, who becomes its host."""
+    slug = slug.strip().lower()
+    title = title.strip()
+    if not SLUG_RE.match(slug):
+        raise BadRequest("A room slug is 1-64 lowercase letters, digits and hyphens, starting with a letter or digit.")
+    if not title or len(title) > 200:
+        raise BadRequest("A room title is 1 to 200 characters.")
+    User = get_user_model()
+    owner = User.objects.filter(**{User.USERNAME_FIELD: host_username}).first()
+    if owner is None:
+        raise NotFound(f"No user named {host_username!r}.")
+    with transaction.atomic():
+        if Room.objects.filter(slug=slug).exists():
+            raise BadRequest(f"A room with slug {slug!r} already exists.")
+        room = Room.objects.create(slug=slug, title=title, owner=owner)
+        Membership.objects.create(room=room, user=owner, role=Role.HOST)
+        _open_admin_to(owner)
+    return room
+
+
+def _open_admin_to(user) -> None:
+    # Hosts manage their own rooms in the Django admin, which needs is_staff to enter.
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+
+
+def do_set_role(*, room_id: int, username: str, role: str) -> Membership | None:
+    """Appoint a host or moderator, or with role "member" take the seat away."""
+    if role not in ("host", "moderator", "member"):
+        raise BadRequest("The role is one of host, moderator, member.")
+    User = get_user_model()
+    user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(pk=room_id).first()
+        if room is None:
+            raise NotFound("No such room.")
+        if role == "member":
+            if user.pk == room.owner_id:
+                raise BadRequest("The room's owner is always a host.")
+            Membership.objects.filter(room=room, user=user).delete()
+            return None
+        membership, _ = Membership.objects.update_or_create(room=room, user=user, defaults={"role": role})
+        if role == "host":
+            _open_admin_to(user)
+    return membership
+
+
+def check_update_room(actor, room_id: int, *, title: str | None = None, is_live: bool | None = None) -> RoomEvent:
+    """Go live, end the stream or retitle it: hosts and staff."""
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("No such room.")
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in first.")
+    if actor_rank(actor, room) < HOST:
+        raise Forbidden("Only hosts and staff can change the room.")
+    return do_update_room(room_id=room.pk, actor_id=actor.pk, title=title, is_live=is_live)
+
+
+def do_update_room(
+    *, room_id: int, actor_id: int | None, title: str | None = None, is_live: bool | None = None
+) -> RoomEvent:
+    """Change the title or live state and tell every viewer (a `room` event)."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().get(pk=room_id)
+        if title is not None:
+            title = title.strip()
+            if not title or len(title) > 200:
+                raise BadRequest("A room title is 1 to 200 characters.")
+            room.title = title
+        if is_live is not None:
+            if is_live and not room.is_live:
+                room.live_since = timezone.now()
+            room.is_live = is_live
+        room.save(update_fields=["title", "is_live", "live_since"])
+        return append_event(
+            room.pk,
+            type="room",
+            actor_id=None,
+            fields={"title": room.title, "is_live": room.is_live, "slow_mode_seconds": room.slow_mode_seconds},
+        )

@@ -1,0 +1,160 @@
+"""Coins: grants into wallets and tips to a room's host.
+
+A tip is one transaction: a conditional debit that cannot go below zero (and a database
+check constraint behind it), the credit, a ledger entry for each side, the Tip row and
+the `tip` room event. The unique (room, sender, client_id) makes a retry harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from moderation.selectors import active_ban, active_mute
+from rooms.errors import BadRequest, ChatError, NotFound, Unauthenticated
+from rooms.models import LedgerEntry, Room, Tip, Wallet
+from rooms.protocol import iso
+from rooms.selectors import user_in_room
+from rooms.services.events import log_event, next_seq
+
+
+class InvalidAmount(ChatError):
+    code = "invalid_amount"
+
+
+class InsufficientFunds(ChatError):
+    code = "insufficient_funds"
+
+
+def validate_amount(amount, *, maximum: int) -> int:
+    if type(amount) is not int or amount < 1:
+        raise InvalidAmount("The amount must be a whole number of coins, at least 1.")
+    if amount > maximum:
+        raise InvalidAmount(f"The amount is at most {maximum} coins.")
+    return amount
+
+
+def pin_seconds(amount: int) -> int:
+    for threshold, seconds in settings.CHAT_TIP_PIN_TIERS:
+        if amount >= threshold:
+            return seconds
+    return 0
+
+
+def balance_of(user_id: int | None) -> int:
+    if user_id is None:
+        return 0
+    return Wallet.objects.filter(user_id=user_id).values_list("balance", flat=True).first() or 0
+
+
+def check_send_tip(actor, room_id: int, *, amount, body: str = "", client_id: str) -> Tip:
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in to tip.")
+    existing = Tip.objects.filter(room_id=room_id, sender=actor, client_id=client_id).first()
+    if existing is not None:
+        return existing
+    amount = validate_amount(amount, maximum=settings.CHAT_TIP_MAX)
+    body = (body or "").strip()
+    if len(body) > 200:
+        raise BadRequest("A tip note is at most 200 characters.")
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("No such room.")
+    if room.owner_id == actor.pk:
+        raise BadRequest("You cannot tip your own room.")
+    if active_ban(room.pk, actor.pk) is not None:
+        raise ChatError("You are banned from this room.", code="banned")
+    mute = active_mute(room.pk, actor.pk)
+    if mute is not None and body:
+        # A note is chat: a muted viewer may still tip, silently.
+        raise ChatError(
+            "You are muted; tip without a note.",
+            code="muted",
+            retry_after=(mute.until - timezone.now()).total_seconds(),
+        )
+    try:
+        return do_send_tip(room_id=room.pk, sender_id=actor.pk, amount=amount, body=body, client_id=client_id)
+    except IntegrityError:
+        existing = Tip.objects.filter(room_id=room_id, sender=actor, client_id=client_id).first()
+        if existing is None:
+            raise
+        return existing
+
+
+@transaction.atomic
+def do_send_tip(*, room_id: int, sender_id: int, amount: int, body: str, client_id: str) -> Tip:
+    room = Room.objects.select_related("owner").get(pk=room_id)
+    recipient_id = room.owner_id
+    # Lock both wallets in id order so two opposite tips cannot deadlock.
+    for user_id in sorted({sender_id, recipient_id}):
+        Wallet.objects.get_or_create(user_id=user_id)
+    list(Wallet.objects.select_for_update().filter(user_id__in=[sender_id, recipient_id]).order_by("user_id"))
+    debited = Wallet.objects.filter(user_id=sender_id, balance__gte=amount).update(balance=F("balance") - amount)
+    if not debited:
+        raise InsufficientFunds(f"You need {amount} coins; you have {balance_of(sender_id)}.")
+    Wallet.objects.filter(user_id=recipient_id).update(balance=F("balance") + amount)
+    now = timezone.now()
+    seconds = pin_seconds(amount)
+    pinned_until = now + timedelta(seconds=seconds) if seconds else None
+    seq = next_seq(room.pk)
+    tip = Tip.objects.create(
+        room=room,
+        sender_id=sender_id,
+        recipient_id=recipient_id,
+        amount=amount,
+        body=body,
+        client_id=client_id,
+        seq=seq,
+        pinned_until=pinned_until,
+        created_at=now,
+    )
+    LedgerEntry.objects.bulk_create(
+        [
+            LedgerEntry(user_id=sender_id, amount=-amount, kind=LedgerEntry.Kind.TIP_SENT, tip=tip, created_at=now),
+            LedgerEntry(
+                user_id=recipient_id, amount=amount, kind=LedgerEntry.Kind.TIP_RECEIVED, tip=tip, created_at=now
+            ),
+        ]
+    )
+    sender = get_user_model().objects.get(pk=sender_id)
+    log_event(
+        room.pk,
+        seq=seq,
+        type="tip",
+        actor_id=sender_id,
+        at=now,
+        fields={
+            "id": tip.pk,
+            "from": user_in_room(sender, room),
+            "amount": amount,
+            "body": body,
+            "pinned_until": iso(pinned_until),
+            "highlight": amount >= settings.CHAT_TIP_HIGHLIGHT_MIN,
+            "client_id": client_id,
+        },
+    )
+    return tip
+
+
+@transaction.atomic
+def do_grant_coins(*, user_id: int, amount: int, by_id: int | None, note: str = "") -> Wallet:
+    """Credit a wallet (staff: admin action or `manage.py grant_coins`)."""
+    amount = validate_amount(amount, maximum=settings.CHAT_GRANT_MAX)
+    if not get_user_model().objects.filter(pk=user_id).exists():
+        raise NotFound("No such user.")
+    Wallet.objects.get_or_create(user_id=user_id)
+    Wallet.objects.filter(user_id=user_id).update(balance=F("balance") + amount)
+    LedgerEntry.objects.create(
+        user_id=user_id,
+        amount=amount,
+        kind=LedgerEntry.Kind.GRANT,
+        by_id=by_id,
+        note=note[:200],
+        created_at=timezone.now(),
+    )
+    return Wallet.objects.get(user_id=user_id)
