@@ -246,3 +246,8 @@ CHAT_NOTICE_PIN_SECONDS = env_int("CHAT_NOTICE_PIN_SECONDS", 120)
 # Rooms with fewer viewers than this show a line for everyone who joins; bigger rooms
 # only for the host team.
 CHAT_JOIN_LINES_MAX_VIEWERS = env_int("CHAT_JOIN_LINES_MAX_VIEWERS", 50)
+# Any client command, per connection: sustained rate and burst; after this many refused
+# commands in a row-ish (each accepted one forgives one) the connection is closed 4429.
+CHAT_COMMANDS_PER_SECOND = env_int("CHAT_COMMANDS_PER_SECOND", 10, minimum=1)
+CHAT_COMMANDS_BURST = env_int("CHAT_COMMANDS_BURST", 40, minimum=1)
+CHAT_FLOOD_STRIKES = env_int("CHAT_FLOOD_STRIKES", 50, minimum=1)

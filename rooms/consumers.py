@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -50,6 +51,33 @@ CLOSE_FLOODING = 4429
 TRANSPORT_BACKLOG_MAX = 1 << 20
 
 
+class CommandBudget:
+    """Per-connection token bucket for client commands of any kind. A client that keeps
+    hitting the bottom is flooding and gets closed; one that bumps it gets errors."""
+
+    def __init__(self, *, rate: float, burst: int, strikes_to_close: int) -> None:
+        self.rate, self.burst, self.strikes_to_close = rate, burst, strikes_to_close
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+        self.strikes = 0
+
+    def take(self) -> float | None:
+        """None if the command may run, else seconds until it could."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.strikes = max(0, self.strikes - 1)
+            return None
+        self.strikes += 1
+        return (1 - self.tokens) / self.rate
+
+    @property
+    def flooding(self) -> bool:
+        return self.strikes >= self.strikes_to_close
+
+
 class RoomConsumer(AsyncWebsocketConsumer):
     # The hub does this process's channel-layer I/O; a consumer needs no channel.
     channel_layer_alias = "none"
@@ -58,6 +86,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.conn_id = new_conn_id()
         self.user = self.scope["user"]
         self.user_id: int | None = self.user.pk if self.user.is_authenticated else None
+        session = self.scope.get("session")
+        self.session_key: str | None = getattr(session, "session_key", None)
         self.room_id: int | None = None
         self.closed = False
         # While holding (before the welcome, during a sync replay) live events wait in
@@ -66,6 +96,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.outbox: list[Delivery] = []
         self.last_seq = 0
         self.blocked: set[int] = set()
+        self.limit_keys: list[str] = []
+        self.budget = CommandBudget(
+            rate=settings.CHAT_COMMANDS_PER_SECOND,
+            burst=settings.CHAT_COMMANDS_BURST,
+            strikes_to_close=settings.CHAT_FLOOD_STRIKES,
+        )
         slug = self.scope["url_route"]["kwargs"]["slug"]
         after, after_error = _parse_after(self.scope.get("query_string", b""))
         state = await database_sync_to_async(_connection_state)(slug, self.user)
@@ -76,6 +112,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room, self.me, self.blocked, banned, self.muted_until, balance, pinned = state
         if banned:
             await self.close(code=CLOSE_FORBIDDEN)
+            return
+        if not await self._admit():
+            await self.close(code=CLOSE_FLOODING)
             return
         self.room_id = room.pk
         self.hub = get_hub()
@@ -104,8 +143,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # A truncated resume keeps holding until the client has paged the rest with sync.
             await self._release(history.last_seq)
 
+    async def _admit(self) -> bool:
+        """Count this connection against the per-user and per-address limits."""
+        client = self.scope.get("client") or ("unknown", 0)
+        limits = [(f"ip:{client[0]}", settings.CHAT_MAX_CONNECTIONS_PER_IP)]
+        if self.user_id is not None:
+            limits.append((f"user:{self.user_id}", settings.CHAT_MAX_CONNECTIONS_PER_USER))
+        try:
+            over = await get_presence().admit(self.conn_id, limits)
+        except Exception:
+            logger.warning("Connection limits unavailable; admitting", exc_info=True)
+            over = None
+        if over is not None:
+            return False
+        self.limit_keys = [key for key, _ in limits]
+        return True
+
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        if self.limit_keys:
+            try:
+                await get_presence().release(self.conn_id, self.limit_keys)
+            except Exception:
+                logger.warning("Could not release connection-limit entries; they age out", exc_info=True)
         if self.room_id is not None:
             await self.hub.leave(self.room_id, self)
 
@@ -148,7 +208,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if kind == "blocks":
             self.blocked = set(payload.get("blocked", ()))
         elif kind == "revoke":
-            await self.close_by_hub(CLOSE_FORBIDDEN)
+            session = payload.get("session")
+            if session is None or session == self.session_key:
+                await self.close_by_hub(CLOSE_FORBIDDEN)
 
     def _frame_for_me(self, deliveries: list[Delivery]) -> str | None:
         mine = [
@@ -194,6 +256,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room_id is None or self.closed:
+            return
+        wait = self.budget.take()
+        if wait is not None:
+            if self.budget.flooding:
+                await self.close_by_hub(CLOSE_FLOODING)
+            else:
+                await self.send(
+                    text_data=error_frame("rate_limited", "Too many commands; slow down.", retry_after=wait)
+                )
             return
         try:
             command = parse_client_frame(text_data)
@@ -341,10 +412,13 @@ def _connection_state(slug: str, user):
         return None
     user_id = user.pk if user.is_authenticated else None
     banned = user_id is not None and active_ban(room.pk, user_id) is not None
+    blocked = selectors.viewer_blocks(user)
     return (
         room,
         selectors.user_in_room(user, room),
-        selectors.viewer_blocks(user),
+        blocked,
         banned,
         muted_until(room.pk, user_id),
+        services.balance_of(user_id),
+        selectors.pinned_events(room.pk, blocked=blocked),
     )

@@ -45,6 +45,24 @@ class MemoryPresence:
 
     def __init__(self) -> None:
         self.rooms: dict[int, dict[str, Any]] = {}
+        self.holders: dict[str, set[str]] = {}
+
+    async def admit(self, conn_id: str, limits: list[tuple[str, int]]) -> str | None:
+        """Count a new connection against each (key, limit); the first key over its limit
+        is returned and nothing is counted."""
+        for key, limit in limits:
+            if len(self.holders.get(key, ())) >= limit:
+                return key
+        for key, _ in limits:
+            self.holders.setdefault(key, set()).add(conn_id)
+        return None
+
+    async def release(self, conn_id: str, keys: list[str]) -> None:
+        for key in keys:
+            self.holders.get(key, set()).discard(conn_id)
+
+    async def refresh(self, conn_ids_by_key: dict[str, list[str]]) -> None:
+        """Nothing ages out of one process's memory."""
 
     def _room(self, room_id: int) -> dict[str, Any]:
         return self.rooms.setdefault(room_id, {"conns": {}, "refs": {}, "info": {}, "team": set()})
@@ -98,6 +116,7 @@ class MemoryPresence:
 
     def reset(self) -> None:
         self.rooms.clear()
+        self.holders.clear()
 
 
 def _by_name(user: dict[str, Any]) -> tuple[str, int]:
@@ -132,6 +151,21 @@ return info or '{}'
 """
 
 
+# KEYS: one sorted set (conn -> last beat) per limited thing (a user, an IP address).
+# ARGV: conn id, now, cutoff for stale entries, ttl, then one limit per key.
+_ADMIT = """
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[3])
+  if redis.call('ZCARD', key) >= tonumber(ARGV[4 + i]) then return i end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[2], ARGV[1])
+  redis.call('EXPIRE', key, ARGV[4])
+end
+return 0
+"""
+
+
 class RedisPresence:
     """The shared roster of every process, for the scale-out mode."""
 
@@ -144,6 +178,29 @@ class RedisPresence:
         )
         self._join = self.client.register_script(_JOIN)
         self._leave = self.client.register_script(_LEAVE)
+        self._admit = self.client.register_script(_ADMIT)
+
+    async def admit(self, conn_id: str, limits: list[tuple[str, int]]) -> str | None:
+        now = time.time()
+        ttl = settings.CHAT_PRESENCE_TTL_SECONDS
+        keys = [f"{self.prefix}:conns:{key}" for key, _ in limits]
+        over = await self._admit(keys=keys, args=[conn_id, now, now - ttl, ttl, *[limit for _, limit in limits]])
+        return limits[over - 1][0] if over else None
+
+    async def release(self, conn_id: str, keys: list[str]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrem(f"{self.prefix}:conns:{key}", conn_id)
+            await pipe.execute()
+
+    async def refresh(self, conn_ids_by_key: dict[str, list[str]]) -> None:
+        now = time.time()
+        ttl = settings.CHAT_PRESENCE_TTL_SECONDS
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, conn_ids in conn_ids_by_key.items():
+                pipe.zadd(f"{self.prefix}:conns:{key}", dict.fromkeys(conn_ids, now))
+                pipe.expire(f"{self.prefix}:conns:{key}", ttl)
+            await pipe.execute()
 
     def _keys(self, room_id: int) -> list[str]:
         base = f"{self.prefix}:presence:{room_id}"

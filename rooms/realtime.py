@@ -101,6 +101,8 @@ class Viewer(Protocol):
 
     conn_id: str
     user_id: int | None
+    # What this connection counts against (per-user and per-address connection limits).
+    limit_keys: list[str]
 
     def presence_entry(self) -> Entry: ...
 
@@ -366,6 +368,17 @@ class Hub:
         await asyncio.sleep(settings.CHAT_PRESENCE_BEAT_SECONDS * (0.5 + _jitter()))
         while True:
             store = presence_store.get_presence()
+            holders: dict[str, list[str]] = {}
+            for feed in list(self.feeds.values()):
+                for viewer in list(feed.viewers):
+                    for key in viewer.limit_keys:
+                        holders.setdefault(key, []).append(viewer.conn_id)
+            try:
+                await store.refresh(holders)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("Connection-limit refresh failed", exc_info=True)
             for room_id, feed in list(self.feeds.items()):
                 try:
                     await store.beat(room_id, [v.presence_entry() for v in list(feed.viewers)])
