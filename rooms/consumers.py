@@ -37,7 +37,7 @@ from rooms.protocol import (
     parse_client_frame,
     with_client_id,
 )
-from rooms.realtime import Delivery, get_hub, new_conn_id
+from rooms.realtime import Delivery, Frame, get_hub, new_conn_id
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return Entry(conn_id=self.conn_id, user_key=f"u{self.user_id}", user=self.me, is_team=is_team(self.me["role"]))
 
     async def offer(
-        self, deliveries: list[Delivery], frame: str, actors: set[int], first_seq: int | None, last_seq: int | None
+        self, deliveries: list[Delivery], frame: Frame, actors: set[int], first_seq: int | None, last_seq: int | None
     ) -> None:
         if self.closed:
             return
@@ -194,10 +194,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return
         if last_seq is not None and last_seq > self.last_seq:
             self.last_seq = last_seq
-        if self._transport_backlog() > TRANSPORT_BACKLOG_MAX:
-            await self.close_by_hub(CLOSE_TOO_FAR_BEHIND)
+        await self._write(frame)
+
+    async def _write(self, frame: Frame) -> None:
+        ws = self._daphne_protocol
+        if ws is None:
+            await self.base_send({"type": "websocket.send", "text": frame.text})
             return
-        await self.base_send({"type": "websocket.send", "text": frame})
+        transport = ws.transport
+        if transport is None or ws.state != ws.STATE_OPEN:
+            return
+        if len(transport.dataBuffer) - transport.offset + transport._tempDataLen > TRANSPORT_BACKLOG_MAX:
+            await self.close_by_hub(CLOSE_TOO_FAR_BEHIND)
+        elif ws.send_queue:
+            ws.sendData(frame.wire)
+        else:
+            # What daphne's send would do, minus re-encoding and re-framing per viewer.
+            transport.write(frame.wire)
 
     async def close_by_hub(self, code: int) -> None:
         if not self.closed:
@@ -212,13 +225,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if session is None or session == self.session_key:
                 await self.close_by_hub(CLOSE_FORBIDDEN)
 
-    def _frame_for_me(self, deliveries: list[Delivery]) -> str | None:
+    def _frame_for_me(self, deliveries: list[Delivery]) -> Frame | None:
         mine = [
             d.text
             for d in deliveries
             if (d.seq is None or d.seq > self.last_seq) and (d.actor is None or d.actor not in self.blocked)
         ]
-        return batch_text(mine) if mine else None
+        return Frame(batch_text(mine)) if mine else None
 
     async def _release(self, last_seq: int) -> None:
         """Stop holding: everything up to `last_seq` was sent, send what queued after it."""
@@ -232,25 +245,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if seqs:
                 self.last_seq = max(self.last_seq, seqs[-1])
             if frame is not None:
-                await self.base_send({"type": "websocket.send", "text": frame})
+                await self._write(frame)
 
     @functools.cached_property
-    def _transport(self):
-        # Under daphne, `send` is partial(server.handle_reply, protocol): the Twisted
-        # transport behind it says how much is written but not yet sent. Other servers
-        # do not expose it, and the outbox bound is then the only one.
+    def _daphne_protocol(self):
+        """The autobahn protocol behind this connection when served by daphne, else None.
+
+        Daphne passes `send` as partial(server.handle_reply, protocol). Writing to the
+        protocol directly lets a fan-out write pre-framed bytes and see how much is
+        queued for a viewer that stopped reading (the bound on its memory). Under other
+        servers every write goes through ASGI `send` and the outbox bound is the only one.
+        """
         send = self.base_send
         protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
-        return getattr(protocol, "transport", None)
-
-    def _transport_backlog(self) -> int:
-        transport = self._transport
-        if transport is None:
-            return 0
-        try:
-            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        except AttributeError:
-            return 0
+        if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "send_queue", "STATE_OPEN")):
+            return None
+        transport = protocol.transport
+        if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+            return None
+        return protocol
 
     # Client frames.
 

@@ -44,6 +44,27 @@ def room_group(room_id: int) -> str:
 SITE_GROUP = "site"
 
 
+class Frame:
+    """One outgoing text frame, shared by every viewer it goes to. Under daphne the
+    WebSocket framing is done once too (`wire`): each viewer's write is then a single
+    transport write of the same bytes."""
+
+    __slots__ = ("text", "_wire")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            from autobahn.websocket.protocol import PreparedMessage
+
+            # Server-to-client frames are unmasked, so the bytes are the same for everyone.
+            self._wire = PreparedMessage(self.text.encode(), False, False, True).payloadHybi
+        return self._wire
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One event on its way to viewers. `seq` is None for connection events (presence)."""
@@ -109,7 +130,7 @@ class Viewer(Protocol):
     async def offer(
         self,
         deliveries: list[Delivery],
-        frame: str,
+        frame: Frame,
         actors: set[int],
         first_seq: int | None,
         last_seq: int | None,
@@ -202,7 +223,7 @@ class RoomFeed:
         if deliveries:
             if len(deliveries) > 1:
                 deliveries.sort(key=_seq_order)
-            frame = batch_text([d.text for d in deliveries])
+            frame = Frame(batch_text([d.text for d in deliveries]))
             actors = {d.actor for d in deliveries if d.actor is not None}
             seqs = [d.seq for d in deliveries if d.seq is not None]
             first_seq, last_seq = (seqs[0], seqs[-1]) if seqs else (None, None)
