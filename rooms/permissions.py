@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from rooms.models import Membership, Room
@@ -39,12 +43,44 @@ def hosted_room_ids(user) -> list[int]:
     return list(Membership.objects.filter(user=user, role="host").values_list("room_id", flat=True))
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where one user stands in one room."""
+
+    role: str
+    is_staff: bool
+
+    @property
+    def rank(self) -> int:
+        return rank(self.role, is_staff=self.is_staff)
+
+    @property
+    def exempt_from_limits(self) -> bool:
+        # The host team and staff run the room: slow mode and rate limits are for members.
+        return self.rank >= MODERATOR
+
+
+def standing(user, room: Room) -> Standing:
+    return Standing(role=room_role(user, room), is_staff=is_site_staff(user))
+
+
 def actor_rank(user, room: Room) -> int:
     if not user.is_authenticated:
         return GUEST
-    return rank(room_role(user, room), is_staff=is_site_staff(user))
+    return standing(user, room).rank
 
 
-def user_role_and_rank(user, room: Room) -> tuple[str, int]:
-    role = room_role(user, room)
-    return role, rank(role, is_staff=is_site_staff(user))
+def standings(users: Iterable, room: Room) -> dict[int, Standing]:
+    """Standing of several users in two queries, whatever their number."""
+    users = [u for u in users if u.is_authenticated]
+    if not users:
+        return {}
+    ids = [u.pk for u in users]
+    roles = dict(Membership.objects.filter(room=room, user_id__in=ids).values_list("user_id", "role"))
+    staff = set(
+        get_user_model()
+        .objects.with_perm("rooms.moderate_all_rooms", include_superusers=True)
+        .filter(pk__in=ids)
+        .values_list("pk", flat=True)
+    )
+    return {u.pk: Standing(role=roles.get(u.pk, "member"), is_staff=u.pk in staff) for u in users}

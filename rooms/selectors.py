@@ -14,7 +14,7 @@ from django.utils import timezone
 from moderation.selectors import blocked_user_ids
 from rooms.errors import NotFound
 from rooms.models import Membership, Room, RoomEvent, Tip
-from rooms.permissions import is_site_staff, room_role
+from rooms.permissions import Standing, is_site_staff, standing
 from rooms.presence import online_counts
 from rooms.protocol import iso
 
@@ -37,7 +37,14 @@ def user_brief(user, *, role: str) -> dict[str, Any]:
 
 
 def user_in_room(user, room: Room) -> dict[str, Any]:
-    return user_brief(user, role=room_role(user, room))
+    return user_with_standing(user, standing(user, room))
+
+
+def user_with_standing(user, where: Standing) -> dict[str, Any]:
+    brief: dict[str, Any] = {"id": user.pk, "name": user.get_username(), "role": where.role}
+    if where.is_staff:
+        brief["staff"] = True
+    return brief
 
 
 def room_hosts(room: Room) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ from django.utils import timezone
 from moderation.selectors import send_restriction
 from rooms.errors import BadRequest, NotFound, Unauthenticated
 from rooms.models import Message, Room
-from rooms.permissions import HOST, actor_rank, is_team, room_role
-from rooms.selectors import user_brief
+from rooms.permissions import standing, standings
+from rooms.selectors import user_in_room, user_with_standing
 from rooms.services.events import log_event, next_seq
 
 MENTION_RE = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
@@ -42,18 +42,16 @@ def check_send_message(
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
         raise NotFound("No such room.")
-    role = room_role(actor, room)
+    where = standing(actor, room)
     last_sent_at = (
         Message.objects.filter(room=room, author=actor)
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()
-        if room.slow_mode_seconds
+        if room.slow_mode_seconds and not where.exempt_from_limits
         else None
     )
-    refusal = send_restriction(
-        room, actor, is_team=is_team(role) or actor_rank(actor, room) > HOST, last_sent_at=last_sent_at
-    )
+    refusal = send_restriction(room, actor, is_team=where.exempt_from_limits, last_sent_at=last_sent_at)
     if refusal is not None:
         raise refusal
     reply_to = None
@@ -62,7 +60,16 @@ def check_send_message(
         if reply_to is None:
             raise NotFound("The message you reply to is not in this room.")
     try:
-        return do_send_message(room=room, author=actor, body=body, reply_to=reply_to, client_id=client_id)
+        return do_send_message(
+            room=room,
+            author=actor,
+            body=body,
+            reply_to=reply_to,
+            client_id=client_id,
+            author_brief=user_with_standing(actor, where),
+            # Resolved before the transaction: the room's seq lock is held only for writes.
+            mentions=resolve_mentions(body, room),
+        )
     except IntegrityError:
         # The same client_id raced in from another connection; its message is the answer.
         existing = Message.objects.filter(room_id=room_id, author=actor, client_id=client_id).first()
@@ -73,8 +80,17 @@ def check_send_message(
 
 @transaction.atomic
 def do_send_message(
-    *, room: Room, author, body: str, reply_to: Message | None = None, client_id: str | None = None
+    *,
+    room: Room,
+    author,
+    body: str,
+    reply_to: Message | None = None,
+    client_id: str | None = None,
+    author_brief: dict[str, Any] | None = None,
+    mentions: list[dict[str, Any]] | None = None,
 ) -> Message:
+    """Store and publish a message. `author_brief` is the author as the event shows
+    them, when the caller already knows their standing."""
     now = timezone.now()
     seq = next_seq(room.pk)
     message = Message.objects.create(
@@ -88,10 +104,10 @@ def do_send_message(
         at=now,
         fields={
             "id": message.pk,
-            "author": user_brief(author, role=room_role(author, room)),
+            "author": author_brief or user_in_room(author, room),
             "body": body,
             "reply_to": reply_excerpt(reply_to, room),
-            "mentions": resolve_mentions(body, room),
+            "mentions": resolve_mentions(body, room) if mentions is None else mentions,
             "client_id": client_id,
         },
     )
@@ -103,7 +119,7 @@ def reply_excerpt(message: Message | None, room: Room) -> dict[str, Any] | None:
         return None
     return {
         "id": message.pk,
-        "author": user_brief(message.author, role=room_role(message.author, room)),
+        "author": user_in_room(message.author, room),
         "excerpt": "" if message.is_deleted else message.body[:EXCERPT_CHARS],
         "deleted": message.is_deleted,
     }
@@ -116,10 +132,6 @@ def resolve_mentions(body: str, room: Room) -> list[dict[str, Any]]:
         return []
     User = get_user_model()
     field = User.USERNAME_FIELD
-    found = {getattr(u, field).lower(): u for u in User.objects.filter(**{f"{field}__in": names}, is_active=True)}
-    mentioned = []
-    for name in names:
-        user = found.get(name.lower())
-        if user is not None:
-            mentioned.append(user_brief(user, role=room_role(user, room)))
-    return mentioned
+    found = {getattr(u, field): u for u in User.objects.filter(**{f"{field}__in": names}, is_active=True)}
+    where = standings(found.values(), room)
+    return [user_with_standing(found[name], where[found[name].pk]) for name in names if name in found]

@@ -2,8 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from rooms.models import Room
-from rooms.models import Wallet
+from rooms.models import Room, Wallet
 from rooms.services import do_create_room, do_grant_coins, do_send_message, do_set_role, do_update_room
 
 DEMO_PASSWORD = "chatsite-demo"
