@@ -20,6 +20,11 @@ def blocked_user_ids(user_id: int | None) -> set[int]:
     return set(Block.objects.filter(blocker_id=user_id).values_list("blocked_id", flat=True))
 
 
+def blocked_people(user_id: int) -> list[dict]:
+    rows = Block.objects.filter(blocker_id=user_id).select_related("blocked").order_by("blocked__username")
+    return [{"id": b.blocked_id, "name": b.blocked.get_username()} for b in rows]
+
+
 def _active(model, room_id: int, user_id: int, now: datetime):
     return (
         model.objects.filter(room_id=room_id, user_id=user_id, ended_at__isnull=True)

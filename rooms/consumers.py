@@ -270,19 +270,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room_id is None or self.closed:
             return
+        try:
+            command = parse_client_frame(text_data)
+        except ProtocolError as exc:
+            command = None
+            error = exc
+        # Malformed frames count against the budget too: they are the cheapest flood.
         wait = self.budget.take()
         if wait is not None:
             if self.budget.flooding:
                 await self.close_by_hub(CLOSE_FLOODING)
             else:
+                client_id = command.client_id if command is not None else error.client_id
                 await self.send(
-                    text_data=error_frame("rate_limited", "Too many commands; slow down.", retry_after=wait)
+                    text_data=error_frame(
+                        "rate_limited", "Too many commands; slow down.", client_id=client_id, retry_after=wait
+                    )
                 )
             return
-        try:
-            command = parse_client_frame(text_data)
-        except ProtocolError as exc:
-            await self.send(text_data=error_frame(exc.code, exc.detail, client_id=exc.client_id))
+        if command is None:
+            await self.send(text_data=error_frame(error.code, error.detail, client_id=error.client_id))
             return
         handler = getattr(self, f"do_{command.type}", None)
         try:

@@ -16,7 +16,7 @@ from rooms.errors import NotFound
 from rooms.models import Membership, Room, RoomEvent, Tip
 from rooms.permissions import Standing, is_site_staff, standing
 from rooms.presence import online_counts
-from rooms.protocol import iso
+from rooms.protocol import parse_iso
 
 
 def get_room(slug: str) -> Room:
@@ -37,6 +37,8 @@ def user_brief(user, *, role: str) -> dict[str, Any]:
 
 
 def user_in_room(user, room: Room) -> dict[str, Any]:
+    if not user.is_authenticated:
+        return user_brief(user, role="guest")
     return user_with_standing(user, standing(user, room))
 
 
@@ -128,11 +130,10 @@ def pinned_events(room_id: int, *, blocked: set[int]) -> list[dict[str, Any]]:
     )
     if blocked:
         events = events.exclude(actor_id__in=blocked)
-    now_iso = iso(now)
     return [
         data
         for data in events.order_by("seq").values_list("data", flat=True)
-        if data.get("pinned_until") and data["pinned_until"] > now_iso
+        if data.get("pinned_until") and parse_iso(data["pinned_until"]) > now
     ]
 
 

@@ -12,8 +12,11 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from moderation.selectors import audit_log, blocked_people
 from rooms import selectors
 from rooms.errors import NotFound
+from rooms.permissions import MODERATOR, actor_rank
+from rooms.protocol import iso
 
 EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
@@ -35,6 +38,12 @@ def room_page(request: HttpRequest, slug: str) -> HttpResponse:
             "room": room,
             "ws_path": f"/ws/rooms/{room.slug}/",
             "events_api": reverse("room_events", args=[room.slug]),
+            "leaderboard_api": reverse("room_leaderboard", args=[room.slug]),
+            "moderation_log_api": reverse("room_moderation_log", args=[room.slug]),
+            "blocks_api": reverse("my_blocks"),
+            "body_max": settings.CHAT_BODY_MAX_CHARS,
+            "join_lines_max_viewers": settings.CHAT_JOIN_LINES_MAX_VIEWERS,
+            "tip_max": settings.CHAT_TIP_MAX,
         },
     )
 
@@ -89,6 +98,58 @@ def _int_param(request: HttpRequest, name: str, *, default: int, low: int, high:
     if not low <= value <= high:
         raise ValueError(f"`{name}` must be an integer from {low} to {high}.")
     return value
+
+
+def _error(code: str, detail: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+
+
+@require_GET
+def room_leaderboard(request: HttpRequest, slug: str) -> JsonResponse:
+    """Top tippers of the room: this stream (since it last went live) and all time."""
+    try:
+        room = selectors.get_room(slug)
+    except NotFound:
+        return _error("not_found", "No such room.", 404)
+    return JsonResponse(selectors.leaderboard(room))
+
+
+@require_GET
+def room_moderation_log(request: HttpRequest, slug: str) -> JsonResponse:
+    """The room's audit log, for its host team and staff."""
+    try:
+        room = selectors.get_room(slug)
+    except NotFound:
+        return _error("not_found", "No such room.", 404)
+    if not request.user.is_authenticated:
+        return _error("unauthenticated", "Sign in first.", 401)
+    if actor_rank(request.user, room) < MODERATOR:
+        return _error("forbidden", "Only the host team sees the moderation log.", 403)
+    return JsonResponse({"entries": [_audit_entry(e) for e in audit_log(room_ids=[room.pk], limit=100)]})
+
+
+def _audit_entry(entry) -> dict:
+    def person(user):
+        return None if user is None else {"id": user.pk, "name": user.get_username()}
+
+    return {
+        "id": entry.pk,
+        "action": entry.action,
+        "actor": person(entry.actor),
+        "target": person(entry.target),
+        "reason": entry.reason,
+        "until": iso(entry.until),
+        "seconds": entry.seconds,
+        "ts": iso(entry.created_at),
+    }
+
+
+@require_GET
+def my_blocks(request: HttpRequest) -> JsonResponse:
+    """The people the signed-in user blocked, with names, to undo it."""
+    if not request.user.is_authenticated:
+        return _error("unauthenticated", "Sign in first.", 401)
+    return JsonResponse({"blocked": blocked_people(request.user.pk)})
 
 
 @never_cache

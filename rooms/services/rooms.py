@@ -56,9 +56,9 @@ def do_set_role(*, room_id: int, username: str, role: str) -> Membership | None:
         room = Room.objects.select_for_update().filter(pk=room_id).first()
         if room is None:
             raise NotFound("No such room.")
+        if user.pk == room.owner_id and role != "host":
+            raise BadRequest("The room's owner is always a host.")
         if role == "member":
-            if user.pk == room.owner_id:
-                raise BadRequest("The room's owner is always a host.")
             Membership.objects.filter(room=room, user=user).delete()
             return None
         membership, _ = Membership.objects.update_or_create(room=room, user=user, defaults={"role": role})
