@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import DateTimeField, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from moderation.models import AuditEntry, Ban, Block, Mute
 from rooms.errors import ChatError, RateLimited
+
+
+# Stands in for "no end" where a permanent ban must sort after every timed one.
+PERMANENT = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def blocked_user_ids(user_id: int | None) -> set[int]:
@@ -49,25 +54,49 @@ def muted_until(room_id: int, user_id: int | None) -> datetime | None:
     return mute.until if mute else None
 
 
-def send_restriction(room, user, *, is_team: bool, last_sent_at: datetime | None) -> ChatError | None:
-    """Why `user` may not post in `room` right now, or None. Consumes a rate-limit token
-    when it answers None, so call it once per attempted send."""
-    now = timezone.now()
-    ban = active_ban(room.pk, user.pk, now=now)
-    if ban is not None:
+def restriction_ends(model, *, room_ref, user_id: int, now: datetime) -> Subquery:
+    """When `user_id`'s active restriction in the room ends, as a subquery for one
+    round trip with other reads: NULL if none, far future for a permanent ban."""
+    return Subquery(
+        model.objects.filter(room_id=room_ref, user_id=user_id, ended_at__isnull=True)
+        .filter(Q(until__isnull=True) | Q(until__gt=now))
+        .annotate(ends=Coalesce("until", Value(PERMANENT, output_field=DateTimeField())))
+        .order_by("-ends")
+        .values("ends")[:1]
+    )
+
+
+def active_restriction_subqueries(*, room_ref, user_id: int, now: datetime) -> dict[str, Subquery]:
+    return {
+        "banned_until": restriction_ends(Ban, room_ref=room_ref, user_id=user_id, now=now),
+        "muted_until": restriction_ends(Mute, room_ref=room_ref, user_id=user_id, now=now),
+    }
+
+
+def send_restriction(
+    *,
+    user_id: int,
+    exempt: bool,
+    banned_until: datetime | None,
+    muted_until: datetime | None,
+    slow_mode_seconds: int,
+    last_sent_at: datetime | None,
+    now: datetime,
+) -> ChatError | None:
+    """Why a user may not post right now, or None. Consumes a rate-limit token when it
+    answers None, so call it once per attempted send. `exempt`: the host team and staff,
+    whom slow mode and rate limits do not apply to."""
+    if banned_until is not None:
         return ChatError("You are banned from this room.", code="banned")
-    mute = active_mute(room.pk, user.pk, now=now)
-    if mute is not None:
-        return ChatError("You are muted in this room.", code="muted", retry_after=(mute.until - now).total_seconds())
-    if is_team:
+    if muted_until is not None:
+        return ChatError("You are muted in this room.", code="muted", retry_after=(muted_until - now).total_seconds())
+    if exempt:
         return None
-    if room.slow_mode_seconds and last_sent_at is not None:
-        wait = room.slow_mode_seconds - (now - last_sent_at).total_seconds()
+    if slow_mode_seconds and last_sent_at is not None:
+        wait = slow_mode_seconds - (now - last_sent_at).total_seconds()
         if wait > 0:
-            return ChatError(
-                f"Slow mode: one message every {room.slow_mode_seconds} s.", code="slow_mode", retry_after=wait
-            )
-    return take_send_token(user.pk)
+            return ChatError(f"Slow mode: one message every {slow_mode_seconds} s.", code="slow_mode", retry_after=wait)
+    return take_send_token(user_id)
 
 
 def take_send_token(user_id: int) -> RateLimited | None:

@@ -100,9 +100,6 @@ class RoomAdmin(RoomScopedAdmin):
                 success=f"Slow mode set to {obj.slow_mode_seconds} s.",
             )
 
-    def save_related(self, request, form, formsets, change):
-        """Memberships change through the Membership admin (the service), not here."""
-
 
 class MembershipForm(forms.ModelForm):
     class Meta:

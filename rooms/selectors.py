@@ -8,12 +8,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Sum
+from django.db.models import BigIntegerField, Count, OuterRef, Subquery, Sum, Value
 from django.utils import timezone
 
-from moderation.selectors import blocked_user_ids
+from moderation.selectors import active_restriction_subqueries, blocked_user_ids
 from rooms.errors import NotFound
-from rooms.models import Membership, Room, RoomEvent, Tip
+from rooms.models import Membership, Message, Room, RoomEvent, Tip
 from rooms.permissions import Standing, is_site_staff, standing
 from rooms.presence import online_counts
 from rooms.protocol import parse_iso
@@ -156,3 +156,22 @@ def leaderboard(room: Room) -> dict[str, Any]:
         "stream": top_tippers(room, since=room.live_since) if room.live_since else [],
         "all_time": top_tippers(room),
     }
+
+
+def send_context(room_id: int, *, user_id: int, client_id: str | None, now) -> Room | None:
+    """Everything a send needs to be checked, in one query: the room, the sender's team
+    role, their active ban and mute, their last message (for slow mode) and the message
+    a repeated client_id already stored."""
+    mine = Message.objects.filter(room_id=OuterRef("pk"), author_id=user_id)
+    return (
+        Room.objects.filter(pk=room_id)
+        .annotate(
+            member_role=Subquery(Membership.objects.filter(room_id=OuterRef("pk"), user_id=user_id).values("role")[:1]),
+            last_sent_at=Subquery(mine.order_by("-created_at").values("created_at")[:1]),
+            stored_id=Subquery(mine.filter(client_id=client_id).values("pk")[:1])
+            if client_id
+            else Value(None, output_field=BigIntegerField()),
+            **active_restriction_subqueries(room_ref=OuterRef("pk"), user_id=user_id, now=now),
+        )
+        .first()
+    )

@@ -13,8 +13,8 @@ from django.utils import timezone
 from moderation.selectors import send_restriction
 from rooms.errors import BadRequest, NotFound, Unauthenticated
 from rooms.models import Message, Room
-from rooms.permissions import standing, standings
-from rooms.selectors import user_in_room, user_with_standing
+from rooms.permissions import Standing, is_site_staff, standings
+from rooms.selectors import send_context, user_in_room, user_with_standing
 from rooms.services.events import log_event, next_seq
 
 MENTION_RE = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
@@ -28,10 +28,12 @@ def check_send_message(
     message it stored the first time and stores nothing."""
     if not actor.is_authenticated:
         raise Unauthenticated("Sign in to chat.")
-    if client_id is not None:
-        existing = Message.objects.filter(room_id=room_id, author=actor, client_id=client_id).first()
-        if existing is not None:
-            return existing
+    now = timezone.now()
+    room = send_context(room_id, user_id=actor.pk, client_id=client_id, now=now)
+    if room is None:
+        raise NotFound("No such room.")
+    if room.stored_id is not None:
+        return Message.objects.get(pk=room.stored_id)
     if not isinstance(body, str):
         raise BadRequest("`body` must be a string.")
     body = body.strip()
@@ -39,19 +41,16 @@ def check_send_message(
         raise BadRequest("A message cannot be empty.")
     if len(body) > settings.CHAT_BODY_MAX_CHARS:
         raise BadRequest(f"A message is at most {settings.CHAT_BODY_MAX_CHARS} characters.")
-    room = Room.objects.filter(pk=room_id).first()
-    if room is None:
-        raise NotFound("No such room.")
-    where = standing(actor, room)
-    last_sent_at = (
-        Message.objects.filter(room=room, author=actor)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)
-        .first()
-        if room.slow_mode_seconds and not where.exempt_from_limits
-        else None
+    where = Standing(role=room.member_role or "member", is_staff=is_site_staff(actor))
+    refusal = send_restriction(
+        user_id=actor.pk,
+        exempt=where.exempt_from_limits,
+        banned_until=room.banned_until,
+        muted_until=room.muted_until,
+        slow_mode_seconds=room.slow_mode_seconds,
+        last_sent_at=room.last_sent_at,
+        now=now,
     )
-    refusal = send_restriction(room, actor, is_team=where.exempt_from_limits, last_sent_at=last_sent_at)
     if refusal is not None:
         raise refusal
     reply_to = None

@@ -1,0 +1,115 @@
+"""The room WebSocket in the scale-out mode: channels-redis pub/sub and Redis presence.
+
+Skipped without a Redis server (REDIS_URL or CHATSITE_TEST_REDIS_URL).
+"""
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from rooms import presence
+from rooms.models import Message
+from rooms.services import do_send_message
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+def brief(user, role="member"):
+    return {"id": user.pk, "name": user.get_username(), "role": role}
+
+
+async def next_non_presence(client, count):
+    events = []
+    while len(events) < count:
+        event = await client.receive()
+        if event["type"] != "presence":
+            events.append(event)
+    return events
+
+
+async def test_send_is_acked_and_reaches_another_viewer_through_redis(redis_layer, connect, room, viewer, outsider):
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("RedisPubSubChannelLayer")
+    sender = await connect(room, viewer)
+    other = await connect(room, outsider)
+
+    await sender.send({"type": "send", "client_id": "r-1", "body": "over redis"})
+    replies = await next_non_presence(sender, 2)
+
+    message = await database_sync_to_async(Message.objects.get)(room=room)
+    assert {"type": "ack", "client_id": "r-1", "id": message.pk, "seq": 1} in replies
+    event = await other.expect("message")
+    assert (event["seq"], event["id"], event["body"], event["author"]) == (1, message.pk, "over redis", brief(viewer))
+    assert event in replies
+
+
+async def test_presence_counts_come_from_redis(redis_layer, connect, room, host, viewer, outsider):
+    first = await connect(room, viewer)
+    await connect(room, viewer)
+    await connect(room, outsider)
+    await connect(room, host)
+
+    await first.send({"type": "roster", "client_id": "r"})
+    roster = await first.expect("roster")
+    delta = await first.wait_for(lambda e: e["type"] == "presence" and e["count"] == 3, what="count 3")
+
+    assert roster == {
+        "type": "roster",
+        "count": 3,
+        "team": [brief(host, "host")],
+        "audience": [brief(outsider), brief(viewer)],
+        "offset": 0,
+        "client_id": "r",
+    }
+    assert delta["team"] == [brief(host, "host")]
+    client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        refs = await client.hgetall(f"{redis_layer}:presence:{room.pk}:refs")
+    finally:
+        await client.aclose()
+    assert refs == {f"u{viewer.pk}": "2", f"u{outsider.pk}": "1", f"u{host.pk}": "1"}
+    # The room list reads the same counts from synchronous code.
+    assert await asyncio.to_thread(presence.online_counts, [room.pk]) == {room.pk: 3}
+
+
+async def test_leaving_updates_the_redis_roster(redis_layer, connect, room, viewer, outsider):
+    first = await connect(room, viewer)
+    second = await connect(room, outsider)
+    await first.wait_for(lambda e: e["type"] == "presence" and e["count"] == 2, what="both present")
+
+    await second.disconnect()
+    delta = await first.wait_for(lambda e: e["type"] == "presence" and brief(outsider) in e["left"], what="the leave")
+
+    assert delta["count"] == 1
+    await first.send({"type": "roster"})
+    assert (await first.expect("roster"))["count"] == 1
+
+
+async def test_resume_and_sync_work_the_same_over_redis(redis_layer, connect, room, host, viewer):
+    await database_sync_to_async(lambda: [do_send_message(room=room, author=host, body=f"l{i}") for i in range(4)])()
+
+    client = await connect(room, viewer, after=2)
+    await client.send({"type": "sync", "after": 0})
+    replayed = await client.room_events(4)
+    synced = await client.expect("synced")
+
+    assert [e["seq"] for e in client.welcome["history"]] == [3, 4]
+    assert [e["seq"] for e in replayed] == [1, 2, 3, 4]
+    assert synced["last_seq"] == 4
+
+
+@pytest.mark.slow
+async def test_a_viewer_idle_past_the_redis_socket_timeout_still_receives_messages(
+    redis_layer, connect, room, host, viewer
+):
+    # redis-py 8.1 gives sockets a 5 s timeout by default; with channels-redis 4.3 that
+    # kills an idle subscriber's blocking read unless the layer turns it off.
+    idle = await connect(room, viewer)
+    await asyncio.sleep(11)
+
+    await database_sync_to_async(do_send_message)(room=room, author=host, body="still there?")
+
+    [event] = await idle.room_events(1, timeout=5)
+    assert (event["seq"], event["body"]) == (1, "still there?")
