@@ -55,12 +55,8 @@ class RestrictionAdmin(RoomScopedAdmin):
         )
         if event is not None:
             # The admin links to and logs the row the service created.
-            obj.pk = (
-                self.model.objects.filter(room_id=obj.room_id, user_id=obj.user_id)
-                .order_by("-pk")
-                .values_list("pk", flat=True)
-                .first()
-            )
+            row = self.model.objects.filter(room_id=obj.room_id, user_id=obj.user_id).order_by("-pk").first()
+            obj.pk, obj.until, obj.created_at, obj.by = row.pk, row.until, row.created_at, row.by
 
     def response_add(self, request, obj, post_url_continue=None):
         return self.response_post_save_add(request, obj)

@@ -51,7 +51,7 @@ class Mute(Restriction):
         constraints = [models.CheckConstraint(condition=Q(until__isnull=False), name="mute_always_expires")]
 
     def __str__(self) -> str:
-        return f"{self.user} muted in {self.room} until {self.until:%Y-%m-%d %H:%M}"
+        return f"{self.user} muted in {self.room}" + (f" until {self.until:%Y-%m-%d %H:%M}" if self.until else "")
 
 
 class Ban(Restriction):

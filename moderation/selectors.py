@@ -14,7 +14,6 @@ from django.utils import timezone
 from moderation.models import AuditEntry, Ban, Block, Mute
 from rooms.errors import ChatError, RateLimited
 
-
 # Stands in for "no end" where a permanent ban must sort after every timed one.
 PERMANENT = datetime(9999, 12, 31, tzinfo=UTC)
 

@@ -37,7 +37,9 @@ from rooms.protocol import (
     parse_client_frame,
     with_client_id,
 )
+from rooms.models import Message
 from rooms.realtime import Delivery, Frame, get_hub, new_conn_id
+from rooms.writer import get_writer
 
 logger = logging.getLogger(__name__)
 
@@ -313,13 +315,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
 
     async def do_send(self, command: Command) -> None:
-        message = await database_sync_to_async(services.check_send_message)(
+        prepared = await database_sync_to_async(services.prepare_message)(
             self.user,
             self.room_id,
             body=command.args["body"],
             reply_to_id=command.args["reply_to"],
             client_id=command.client_id,
         )
+        message = prepared if isinstance(prepared, Message) else await get_writer(self.room_id).store(prepared)
         await self.send(text_data=ack_frame(command.client_id, id=message.pk, seq=message.seq))
 
     async def do_sync(self, command: Command) -> None:

@@ -8,7 +8,15 @@ the encoded event after commit.
 """
 
 from rooms.services.events import append_event, log_event, next_seq
-from rooms.services.messages import check_send_message, do_send_message, reply_excerpt, resolve_mentions
+from rooms.services.messages import (
+    PreparedMessage,
+    check_send_message,
+    do_send_message,
+    prepare_message,
+    reply_excerpt,
+    resolve_mentions,
+    store_messages,
+)
 from rooms.services.notices import check_announce, do_announce, do_site_announce
 from rooms.services.rooms import check_update_room, do_create_room, do_set_role, do_update_room
 from rooms.services.tips import (
@@ -22,6 +30,9 @@ from rooms.services.tips import (
 )
 
 __all__ = [
+    "PreparedMessage",
+    "prepare_message",
+    "store_messages",
     "InsufficientFunds",
     "InvalidAmount",
     "balance_of",

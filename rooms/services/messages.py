@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -12,13 +13,26 @@ from django.utils import timezone
 
 from moderation.selectors import send_restriction
 from rooms.errors import BadRequest, NotFound, Unauthenticated
-from rooms.models import Message, Room
+from rooms.models import Message, Room, RoomEvent
 from rooms.permissions import Standing, is_site_staff, standings
 from rooms.selectors import send_context, user_in_room, user_with_standing
-from rooms.services.events import log_event, next_seq
+from rooms.services.events import build_event, publish_on_commit, take_seqs
 
 MENTION_RE = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
 EXCERPT_CHARS = 80
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A send that passed every check and waits to be stored (see store_messages)."""
+
+    room: Room
+    author: Any
+    body: str
+    reply_to: Message | None
+    client_id: str | None
+    author_brief: dict[str, Any]
+    mentions: list[dict[str, Any]]
 
 
 def check_send_message(
@@ -26,6 +40,17 @@ def check_send_message(
 ) -> Message:
     """Post a chat line for a signed-in viewer. Repeating a client_id returns the
     message it stored the first time and stores nothing."""
+    prepared = prepare_message(actor, room_id, body=body, reply_to_id=reply_to_id, client_id=client_id)
+    if isinstance(prepared, Message):
+        return prepared
+    return store_messages([prepared])[0]
+
+
+def prepare_message(
+    actor, room_id: int, *, body: Any, reply_to_id: int | None = None, client_id: str | None = None
+) -> PreparedMessage | Message:
+    """The checks of a send: the stored Message if the client_id was used already,
+    else what store_messages needs. Raises ChatError for a refused send."""
     if not actor.is_authenticated:
         raise Unauthenticated("Sign in to chat.")
     now = timezone.now()
@@ -58,59 +83,103 @@ def check_send_message(
         reply_to = Message.objects.filter(pk=reply_to_id, room_id=room_id).select_related("author").first()
         if reply_to is None:
             raise NotFound("The message you reply to is not in this room.")
+    return PreparedMessage(
+        room=room,
+        author=actor,
+        body=body,
+        reply_to=reply_to,
+        client_id=client_id,
+        author_brief=user_with_standing(actor, where),
+        # Resolved before the transaction: the room's seq lock is held only for writes.
+        mentions=resolve_mentions(body, room),
+    )
+
+
+def store_messages(batch: list[PreparedMessage]) -> list[Message]:
+    """Store prepared messages of one room, in order, in one transaction (a group commit:
+    one seq update and two inserts however many). If one of them repeats a client_id
+    that another connection stored meanwhile, each is stored on its own instead, and
+    that one answers with the message already stored."""
     try:
-        return do_send_message(
-            room=room,
-            author=actor,
-            body=body,
-            reply_to=reply_to,
-            client_id=client_id,
-            author_brief=user_with_standing(actor, where),
-            # Resolved before the transaction: the room's seq lock is held only for writes.
-            mentions=resolve_mentions(body, room),
-        )
+        return _store_together(batch)
     except IntegrityError:
-        # The same client_id raced in from another connection; its message is the answer.
-        existing = Message.objects.filter(room_id=room_id, author=actor, client_id=client_id).first()
-        if client_id is None or existing is None:
-            raise
-        return existing
+        if len(batch) == 1:
+            return [_stored_twin(batch[0])]
+        return [_store_alone(prepared) for prepared in batch]
+
+
+def _store_alone(prepared: PreparedMessage) -> Message:
+    try:
+        return _store_together([prepared])[0]
+    except IntegrityError:
+        return _stored_twin(prepared)
+
+
+def _stored_twin(prepared: PreparedMessage) -> Message:
+    existing = Message.objects.filter(room=prepared.room, author=prepared.author, client_id=prepared.client_id).first()
+    if prepared.client_id is None or existing is None:
+        raise IntegrityError("message could not be stored")
+    return existing
 
 
 @transaction.atomic
-def do_send_message(
-    *,
-    room: Room,
-    author,
-    body: str,
-    reply_to: Message | None = None,
-    client_id: str | None = None,
-    author_brief: dict[str, Any] | None = None,
-    mentions: list[dict[str, Any]] | None = None,
-) -> Message:
-    """Store and publish a message. `author_brief` is the author as the event shows
-    them, when the caller already knows their standing."""
+def _store_together(batch: list[PreparedMessage]) -> list[Message]:
+    room = batch[0].room
     now = timezone.now()
-    seq = next_seq(room.pk)
-    message = Message.objects.create(
-        room=room, author=author, body=body, reply_to=reply_to, client_id=client_id, seq=seq, created_at=now
+    first = take_seqs(room.pk, len(batch))
+    messages = Message.objects.bulk_create(
+        [
+            Message(
+                room=room,
+                author=p.author,
+                body=p.body,
+                reply_to=p.reply_to,
+                client_id=p.client_id,
+                seq=first + i,
+                created_at=now,
+            )
+            for i, p in enumerate(batch)
+        ]
     )
-    log_event(
-        room.pk,
-        seq=seq,
-        type="message",
-        actor_id=author.pk,
-        at=now,
-        fields={
-            "id": message.pk,
-            "author": author_brief or user_in_room(author, room),
-            "body": body,
-            "reply_to": reply_excerpt(reply_to, room),
-            "mentions": resolve_mentions(body, room) if mentions is None else mentions,
-            "client_id": client_id,
-        },
+    events = RoomEvent.objects.bulk_create(
+        [
+            build_event(
+                room.pk,
+                seq=m.seq,
+                type="message",
+                actor_id=p.author.pk,
+                at=now,
+                fields={
+                    "id": m.pk,
+                    "author": p.author_brief,
+                    "body": p.body,
+                    "reply_to": reply_excerpt(p.reply_to, room),
+                    "mentions": p.mentions,
+                    "client_id": p.client_id,
+                },
+            )
+            for p, m in zip(batch, messages, strict=True)
+        ]
     )
-    return message
+    for event in events:
+        publish_on_commit(event)
+    return messages
+
+
+def do_send_message(
+    *, room: Room, author, body: str, reply_to: Message | None = None, client_id: str | None = None
+) -> Message:
+    """Store and publish a message without the checks (admin, commands, demo data)."""
+    prepared = PreparedMessage(
+        room=room,
+        author=author,
+        body=body,
+        reply_to=reply_to,
+        client_id=client_id,
+        author_brief=user_in_room(author, room),
+        mentions=resolve_mentions(body, room),
+    )
+    return store_messages([prepared])[0]
 
 
 def reply_excerpt(message: Message | None, room: Room) -> dict[str, Any] | None:

@@ -1,0 +1,66 @@
+"""Group commit for chat messages, per process and per room.
+
+A busy room's sends would each take the room's seq lock in a transaction of their own.
+Instead, while one write is in flight the next sends queue up here, and the next write
+stores them all in one transaction (one seq update, two inserts). A quiet room's send
+is written at once, alone; a busy room's writes grow as large as the load needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from channels.db import database_sync_to_async
+
+from rooms.models import Message
+from rooms.services.messages import PreparedMessage, store_messages
+
+# Bounds one transaction's size, so a burst cannot hold the room's lock for long.
+MAX_BATCH = 200
+
+
+class RoomWriter:
+    def __init__(self) -> None:
+        self.waiting: list[tuple[PreparedMessage, asyncio.Future]] = []
+        self.draining = False
+
+    async def store(self, prepared: PreparedMessage) -> Message:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((prepared, future))
+        if not self.draining:
+            self.draining = True
+            asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+                try:
+                    messages = await database_sync_to_async(store_messages)([p for p, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), message in zip(batch, messages, strict=True):
+                    if not future.done():
+                        future.set_result(message)
+        finally:
+            self.draining = False
+
+
+_writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def get_writer(room_id: int) -> RoomWriter:
+    """The writer of a room in the running event loop (one per process in production)."""
+    loop = asyncio.get_running_loop()
+    writers = _writers.get(loop)
+    if writers is None:
+        writers = _writers[loop] = {}
+    writer = writers.get(room_id)
+    if writer is None:
+        writer = writers[room_id] = RoomWriter()
+    return writer
