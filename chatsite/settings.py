@@ -108,7 +108,13 @@ ASGI_APPLICATION = "chatsite.asgi.application"
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # Persistent connections: Channels closes "old" connections around every database
+    # call, and opening a PostgreSQL connection per chat line costs more than the line.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600), conn_health_checks=True
+        )
+    }
 except Exception as exc:  # dj-database-url raises several types for junk URLs
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -230,7 +236,7 @@ CHAT_MAX_CONNECTIONS_PER_IP = env_int("CHAT_MAX_CONNECTIONS_PER_IP", 1000, minim
 # Fan-out: events arriving within this window after a flush go out as one batch frame.
 CHAT_BATCH_WINDOW_MS = env_int("CHAT_BATCH_WINDOW_MS", 50, minimum=0)
 # Frames a viewer may have waiting before it is told to resync from the log (4409).
-CHAT_VIEWER_QUEUE_MAX = env_int("CHAT_VIEWER_QUEUE_MAX", 200, minimum=1)
+CHAT_VIEWER_QUEUE_MAX = env_int("CHAT_VIEWER_QUEUE_MAX", 1000, minimum=1)
 # Presence: how often each process refreshes its connections, and when a connection
 # whose process stopped refreshing it is dropped from the roster.
 CHAT_PRESENCE_BEAT_SECONDS = env_int("CHAT_PRESENCE_BEAT_SECONDS", 10, minimum=1)

@@ -53,6 +53,29 @@ CLOSE_FLOODING = 4429
 TRANSPORT_BACKLOG_MAX = 1 << 20
 
 
+def _write_now(transport, data: bytes) -> None:
+    """What daphne's send does, minus re-encoding and re-framing per viewer, and minus
+    the reactor round trip: with nothing queued before it, the frame goes straight to
+    the socket (one send call, where Twisted would register the socket for writability,
+    wait for the next loop iteration, write, and unregister it). Whatever the kernel
+    does not take is queued in the transport as usual, which keeps the order."""
+    if transport._tempDataLen or len(transport.dataBuffer) - transport.offset:
+        transport.write(data)
+        return
+    if not transport.connected or transport.disconnecting:
+        return
+    try:
+        sent = transport.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        # Let Twisted see the broken connection and close it its usual way.
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])
+
+
 class CommandBudget:
     """Per-connection token bucket for client commands of any kind. A client that keeps
     hitting the bottom is flooding and gets closed; one that bumps it gets errors."""
@@ -211,8 +234,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif ws.send_queue:
             ws.sendData(frame.wire)
         else:
-            # What daphne's send would do, minus re-encoding and re-framing per viewer.
-            transport.write(frame.wire)
+            _write_now(transport, frame.wire)
 
     async def close_by_hub(self, code: int) -> None:
         if not self.closed:
@@ -263,7 +285,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "send_queue", "STATE_OPEN")):
             return None
         transport = protocol.transport
-        if not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+        if not all(
+            hasattr(transport, a)
+            for a in ("dataBuffer", "offset", "_tempDataLen", "socket", "connected", "disconnecting")
+        ):
             return None
         return protocol
 
