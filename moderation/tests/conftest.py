@@ -1,0 +1,63 @@
+import copy
+import uuid
+
+import pytest
+
+from conftest import make_user
+
+
+@pytest.fixture(autouse=True)
+def _channels_mode(request):
+    # Embedded mode unless the test asks for Redis: with REDIS_URL in the environment the
+    # app would otherwise talk to Redis from tests written for memory.
+    if "redis_layer" not in request.fixturenames:
+        request.getfixturevalue("in_memory_channels")
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # Personas are created with passwords; the production hasher costs most of a second each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Rate-limit counters live in the cache and are keyed by user id. Ids repeat across
+    tests (SQLite reuses them after a rollback) and, on Redis, across test runs sharing
+    one server, so each test counts in a namespace of its own. Never `cache.clear()`:
+    on Redis that would flush keys that are not ours."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = f"chatsite-test-{uuid.uuid4().hex[:10]}"
+    if caches["default"]["BACKEND"].endswith("LocMemCache"):
+        caches["default"]["LOCATION"] = caches["default"]["KEY_PREFIX"]
+    settings.CACHES = caches
+
+
+@pytest.fixture
+def cohost(room):
+    # A second host of `room`: the host's equal.
+    from rooms.services import do_set_role
+
+    user = make_user("cora_cohost")
+    do_set_role(room_id=room.pk, username=user.username, role="host")
+    return user
+
+
+@pytest.fixture
+def comoderator(room):
+    # A second moderator of `room`: the moderator's equal.
+    from rooms.services import do_set_role
+
+    user = make_user("milo_mod")
+    do_set_role(room_id=room.pk, username=user.username, role="moderator")
+    return user
+
+
+@pytest.fixture
+def staff2(db):
+    # Site staff through the permission rather than superuser: staff's equal.
+    from django.contrib.auth.models import Permission
+
+    user = make_user("stella_staff", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="moderate_all_rooms", content_type__app_label="rooms"))
+    return user
