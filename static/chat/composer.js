@@ -1,6 +1,7 @@
 /**
  * The message box: Enter sends, Shift+Enter starts a new line, a live character count,
- * and a Send button that only works when a send can actually go out.
+ * and a Send button that only works when a send can actually go out. In slow mode the
+ * button counts down to the next allowed send; the draft always stays put.
  */
 
 /** The body as the server will judge it: trimmed, counted in code points like Python's len(). */
@@ -14,16 +15,20 @@ export function canSend({ length, max, connected }) {
 }
 
 export class Composer {
-  constructor({ form, input, button, counter, hint, replyChip, replyText, replyCancel, max, onSubmit }) {
-    Object.assign(this, { form, input, button, counter, hint, replyChip, replyText, max, onSubmit });
+  constructor({ form, input, button, counter, hint, status, replyChip, replyText, replyCancel, max, onSubmit, onKey }) {
+    Object.assign(this, { form, input, button, counter, hint, status, replyChip, replyText, max, onSubmit, onKey });
     this.connected = false;
     this.replyTo = null;
     this.notes = new Map();
+    this.cooldownUntil = 0;
+    this.buttonLabel = button.textContent;
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.submit();
     });
     input.addEventListener("keydown", (event) => {
+      // Autocomplete gets the keys first: Enter then picks a name instead of sending.
+      if (this.onKey?.(event)) return;
       // keyCode 229: an IME is composing; Enter then confirms the composition.
       if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
       event.preventDefault();
@@ -36,7 +41,7 @@ export class Composer {
 
   submit() {
     const { trimmed, length } = measureBody(this.input.value);
-    if (!canSend({ length, max: this.max, connected: this.connected })) return;
+    if (!canSend({ length, max: this.max, connected: this.connected }) || this.cooling()) return;
     this.onSubmit({ body: trimmed, replyTo: this.replyTo });
     // Setting .value fires no input event, so the counter and button need a refresh.
     this.input.value = "";
@@ -66,6 +71,23 @@ export class Composer {
     this.input.focus();
   }
 
+  /** Slow mode: no send before `until` (ms since epoch); 0 lifts it. */
+  setCooldown(until) {
+    this.cooldownUntil = until;
+    this.refresh();
+  }
+
+  cooling(now = Date.now()) {
+    return this.cooldownUntil > now;
+  }
+
+  /** A line above the box for a state that blocks sending (muted), or "" to clear it. */
+  setStatus(text) {
+    if (!this.status) return;
+    this.status.textContent = text;
+    this.status.hidden = !text;
+  }
+
   /** A standing note under the box (muted, slow mode); keyed so each can be cleared. */
   note(key, text) {
     if (text) this.notes.set(key, text);
@@ -78,7 +100,11 @@ export class Composer {
     this.counter.textContent = `${length}/${this.max}`;
     this.counter.classList.toggle("over", length > this.max);
     this.counter.classList.toggle("near", length > this.max * 0.9 && length <= this.max);
-    this.button.disabled = !canSend({ length, max: this.max, connected: this.connected });
+    const wait = Math.ceil((this.cooldownUntil - Date.now()) / 1000);
+    this.button.disabled = !canSend({ length, max: this.max, connected: this.connected }) || wait > 0;
+    this.button.textContent = wait > 0 ? `${wait} s` : this.buttonLabel;
+    this.button.classList.toggle("cooling", wait > 0);
+    this.button.title = wait > 0 ? `Slow mode: you can send again in ${wait} s` : "";
     const notes = [...this.notes.values()];
     if (!this.connected) notes.unshift("Not connected: your message will wait here.");
     if (length > this.max) notes.unshift(`Too long by ${length - this.max} characters.`);

@@ -6,6 +6,10 @@
  * are untrusted.
  */
 
+import { allowedOn, canDelete, isTeam } from "./roles.js";
+
+export { isTeam };
+
 /** Build an element. `text` and string children become text nodes. */
 export function h(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -21,6 +25,30 @@ export function h(tag, props = {}, ...children) {
     node.append(typeof child === "string" ? document.createTextNode(child) : child);
   }
   return node;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+// Stroke paths on a 24-unit grid; drawn inline so they need no font and no request.
+const ICONS = {
+  reply: ["M9 14 4 9l5-5", "M4 9h10.5a5.5 5.5 0 0 1 0 11H11"],
+  trash: ["M4 7h16", "M9 7V4h6v3", "M6 7l1 13h10l1-13", "M10 11v6", "M14 11v6"],
+  more: ["M5 12h.01", "M12 12h.01", "M19 12h.01"],
+  coin: ["M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z", "M14.8 9.2c-.4-.9-1.5-1.5-2.8-1.5-1.7 0-2.9.9-2.9 2.1 0 2.9 5.8 1.4 5.8 4.3 0 1.2-1.2 2.1-2.9 2.1-1.4 0-2.5-.6-2.9-1.6", "M12 6v1.7", "M12 16.3V18"],
+  shield: ["M12 3l8 3v6c0 4.6-3.4 8.3-8 9-4.6-.7-8-4.4-8-9V6z"],
+  close: ["M6 6l12 12", "M18 6 6 18"],
+};
+
+export function icon(name) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", `icon icon-${name}`);
+  svg.setAttribute("aria-hidden", "true");
+  for (const d of ICONS[name] || []) {
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
 }
 
 // Pure helpers.
@@ -39,6 +67,19 @@ export function formatDuration(seconds) {
   return `${Math.round(s / 86400)} d`;
 }
 
+/** A countdown for people: "0:42", "4:59", "1:02:03", "6 d 23 h". */
+export function formatCountdown(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const days = Math.floor(total / 86400);
+  const hours = Math.floor((total % 86400) / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const seconds = total % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  if (days > 0) return `${days} d ${hours} h`;
+  if (hours > 0) return `${hours}:${pad(minutes)}:${pad(seconds)}`;
+  return `${minutes}:${pad(seconds)}`;
+}
+
 export function displayName(user) {
   return user?.name || "someone";
 }
@@ -52,9 +93,6 @@ export function badgesFor(user) {
   return badges;
 }
 
-export function isTeam(user) {
-  return user?.role === "host" || user?.role === "moderator" || Boolean(user?.staff);
-}
 
 export function describeModeration(event) {
   const target = displayName(event.target);
@@ -95,6 +133,7 @@ export function describeRoomChange(before, after) {
   return lines;
 }
 
+
 // Message lines.
 
 function userLabel(user) {
@@ -103,6 +142,20 @@ function userLabel(user) {
     ...badgesFor(user).map((b) => h("span", { class: `badge badge-${b.key}`, text: b.label })),
     h("span", { class: `author role-${role}`, text: displayName(user) }),
   ];
+}
+
+/** The person a line is about, kept on the node so menus can act on them. */
+function personData(user) {
+  if (user?.id == null) return {};
+  const data = { authorId: String(user.id), authorName: user.name || "", authorRole: user.role || "member" };
+  if (user.staff) data.authorStaff = "true";
+  return data;
+}
+
+export function personFrom(node) {
+  const d = node?.dataset;
+  if (!d?.authorId) return null;
+  return { id: Number(d.authorId), name: d.authorName || "", role: d.authorRole || "member", staff: d.authorStaff === "true" };
 }
 
 function timeNode(iso) {
@@ -123,25 +176,46 @@ export function bodyNodes(body, mentions = []) {
 
 function replyQuote(reply) {
   if (!reply) return null;
+  const deleted = Boolean(reply.deleted) || (reply.excerpt === "" && reply.deleted !== false);
   return h(
     "div",
-    { class: "msg-reply", dataset: { replyTo: String(reply.id ?? "") } },
+    {
+      class: `msg-reply${deleted ? " is-deleted" : ""}`,
+      role: "button",
+      tabindex: "0",
+      title: "Show the original message",
+      dataset: { replyTo: String(reply.id ?? "") },
+    },
     h("span", { class: "msg-reply-author", text: displayName(reply.author) }),
     " ",
-    h("span", { class: "msg-reply-excerpt", text: reply.excerpt || "" }),
+    h("span", { class: "msg-reply-excerpt", text: deleted ? "message deleted" : reply.excerpt || "" }),
   );
 }
 
-/**
- * ctx: {me, canModerate}. Returns an <li> for the message event.
- */
+function actionButton(action, label, iconName, extra = {}) {
+  return h("button", { type: "button", class: "icon-button", dataset: { action }, title: label, "aria-label": label, ...extra }, icon(iconName));
+}
+
+function lineActions({ reply = false, remove = false, more = false }) {
+  if (!reply && !remove && !more) return null;
+  return h(
+    "div",
+    { class: "msg-actions" },
+    reply ? actionButton("reply", "Reply", "reply") : null,
+    remove ? actionButton("delete", "Delete message", "trash") : null,
+    more ? actionButton("more", "More actions", "more", { "aria-haspopup": "menu", "aria-expanded": "false" }) : null,
+  );
+}
+
+/** ctx: {me, signedIn}. Returns an <li> for the message event. */
 export function renderMessage(event, ctx = {}) {
   const me = ctx.me;
-  const mine = me?.id != null && event.author?.id === me.id;
+  const author = event.author || null;
+  const mine = me?.id != null && author?.id === me.id;
   const mentionsMe = me?.id != null && (event.mentions || []).some((u) => u?.id === me.id);
   const li = h("li", {
-    class: ["line", "msg", mine && "mine", mentionsMe && "mentions-me"].filter(Boolean).join(" "),
-    dataset: { seq: String(event.seq ?? ""), messageId: String(event.id ?? ""), authorId: String(event.author?.id ?? "") },
+    class: ["line", "msg", mine && "mine", mentionsMe && "mentions-me", isTeam(author) && "by-team"].filter(Boolean).join(" "),
+    dataset: { seq: String(event.seq ?? ""), messageId: String(event.id ?? ""), ...personData(author) },
   });
   if (event.client_id) li.dataset.clientId = event.client_id;
   li.append(
@@ -151,23 +225,17 @@ export function renderMessage(event, ctx = {}) {
       { class: "msg-line" },
       timeNode(event.ts),
       " ",
-      h("span", { class: "msg-who" }, ...userLabel(event.author)),
+      h("span", { class: "msg-who" }, ...userLabel(author)),
       h("span", { class: "msg-sep", "aria-hidden": "true", text: ": " }),
       h("span", { class: "msg-body" }, ...bodyNodes(event.body ?? "", event.mentions)),
     ),
   );
   if (event.deleted) markDeleted(li);
-  else if (ctx.signedIn) li.append(messageActions({ reply: true, remove: mine || ctx.canModerate }));
+  else if (ctx.signedIn) {
+    const actions = lineActions({ reply: true, remove: canDelete(me, author), more: allowedOn(me, author).block });
+    if (actions) li.append(actions);
+  }
   return li;
-}
-
-function messageActions({ reply, remove }) {
-  return h(
-    "div",
-    { class: "msg-actions" },
-    reply ? h("button", { type: "button", class: "icon-button", dataset: { action: "reply" }, title: "Reply", "aria-label": "Reply", text: "↩" }) : null,
-    remove ? h("button", { type: "button", class: "icon-button", dataset: { action: "delete" }, title: "Delete", "aria-label": "Delete message", text: "🗑" }) : null,
-  );
 }
 
 export function markDeleted(li) {
@@ -179,9 +247,12 @@ export function markDeleted(li) {
 
 /** A message this tab is sending: shown at once, greyed, until the room echoes it. */
 export function renderPending(entry, me) {
-  const li = h("li", { class: "line msg mine pending", dataset: { clientId: entry.clientId } });
+  const li = h("li", {
+    class: ["line msg mine pending", isTeam(me) && "by-team"].filter(Boolean).join(" "),
+    dataset: { clientId: entry.clientId },
+  });
   const quote = entry.replyTo
-    ? replyQuote({ id: entry.replyTo.id, author: { name: entry.replyTo.name }, excerpt: entry.replyTo.excerpt })
+    ? replyQuote({ id: entry.replyTo.id, author: { name: entry.replyTo.name }, excerpt: entry.replyTo.excerpt, deleted: false })
     : null;
   li.append(
     ...[quote].filter(Boolean),
@@ -215,8 +286,8 @@ export function updatePending(li, entry, now = Date.now()) {
   const buttons = li.querySelector(".pending-buttons");
   buttons.hidden = entry.state !== "failed";
   if (entry.state === "failed") {
-    const left = Math.ceil((entry.retryAt - now) / 1000);
-    label.textContent = left > 0 ? `${entry.detail} Retry in ${left} s.` : entry.detail;
+    const left = entry.retryAt - now;
+    label.textContent = left > 0 ? `${entry.detail} Retry in ${retryText(left)}.` : entry.detail;
     retry.disabled = left > 0;
     if (left > 0) li.dataset.countdownUntil = String(entry.retryAt);
     else delete li.dataset.countdownUntil;
@@ -224,6 +295,11 @@ export function updatePending(li, entry, now = Date.now()) {
     label.textContent = entry.state === "sent" ? "sent" : "sending…";
     delete li.dataset.countdownUntil;
   }
+}
+
+function retryText(ms) {
+  const seconds = Math.ceil(ms / 1000);
+  return seconds < 60 ? `${seconds} s` : formatCountdown(ms);
 }
 
 function systemLine(kind, text, event, extra = []) {
@@ -234,6 +310,18 @@ function systemLine(kind, text, event, extra = []) {
     " ",
     h("span", { class: "system-text", text }),
     ...extra,
+  );
+}
+
+/** "X joined" / "X left": from presence, not the log, so it carries no seq. */
+export function renderPresenceLine(user, verb) {
+  return h(
+    "li",
+    { class: `line system system-presence${isTeam(user) ? " by-team" : ""}`, dataset: personData(user) },
+    timeNode(new Date().toISOString()),
+    " ",
+    h("span", { class: "msg-who" }, ...userLabel(user)),
+    h("span", { class: "system-text", text: ` ${verb}` }),
   );
 }
 
@@ -249,20 +337,62 @@ export function renderNotice(event) {
   return li;
 }
 
-export function renderTip(event) {
+export function isHighlightTip(event) {
+  return typeof event.highlight === "boolean" ? event.highlight : Number(event.amount) >= 10;
+}
+
+export function renderTip(event, ctx = {}) {
   const amount = Number(event.amount) || 0;
+  const from = event.from || null;
+  const li = h(
+    "li",
+    {
+      class: `line tip${isHighlightTip(event) ? " tip-highlight" : ""}`,
+      dataset: { seq: String(event.seq ?? ""), tipId: String(event.id ?? ""), ...personData(from) },
+    },
+    h("span", { class: "tip-amount" }, icon("coin"), `${amount.toLocaleString()} coins`),
+    h("span", { class: "tip-from" }, ...userLabel(from), " tipped"),
+    event.body ? h("span", { class: "tip-body", text: event.body }) : null,
+  );
+  if (ctx.signedIn) {
+    const actions = lineActions({ more: allowedOn(ctx.me, from).block });
+    if (actions) li.append(actions);
+  }
+  return li;
+}
+
+/** A compact copy of a pinned tip or notice for the strip, counting down its pin. */
+export function renderPinned(event) {
+  const until = new Date(event.pinned_until).getTime();
+  const countdown = h("span", {
+    class: "countdown",
+    dataset: { until: String(until) },
+    title: `Pinned until ${formatTime(event.pinned_until)}`,
+    text: formatCountdown(until - Date.now()),
+  });
+  if (event.type === "tip") {
+    return h(
+      "li",
+      { class: `pinned-item pinned-tip${isHighlightTip(event) ? " tip-highlight" : ""}`, dataset: { seq: String(event.seq ?? ""), ...personData(event.from) } },
+      h("span", { class: "tip-amount" }, icon("coin"), (Number(event.amount) || 0).toLocaleString()),
+      h("span", { class: "tip-from" }, ...userLabel(event.from)),
+      event.body ? h("span", { class: "pinned-body", text: event.body }) : null,
+      countdown,
+    );
+  }
+  const level = event.level === "warning" ? "warning" : "info";
   return h(
     "li",
-    { class: "line tip", dataset: { seq: String(event.seq ?? ""), tipId: String(event.id ?? "") } },
-    h("span", { class: "tip-amount", text: `${amount.toLocaleString()} coins` }),
-    h("span", { class: "tip-from" }, ...userLabel(event.from), " tipped"),
-    event.body ? h("span", { class: "tip-body", text: event.body }) : null,
+    { class: `pinned-item pinned-notice notice-${level}`, dataset: { seq: String(event.seq ?? "") } },
+    h("span", { class: "notice-label", text: event.scope === "site" ? "Site" : "Announcement" }),
+    h("span", { class: "pinned-body", text: event.body || "" }),
+    countdown,
   );
 }
 
 /**
  * One line for a room event, or null for events that only change existing lines.
- * ctx: {me, signedIn, canModerate, roomBefore}.
+ * ctx: {me, signedIn, roomBefore}.
  */
 export function renderEvent(event, ctx = {}) {
   switch (event.type) {
@@ -271,7 +401,7 @@ export function renderEvent(event, ctx = {}) {
     case "notice":
       return renderNotice(event);
     case "tip":
-      return renderTip(event);
+      return renderTip(event, ctx);
     case "moderation":
       return systemLine("moderation", describeModeration(event), event);
     case "room": {
@@ -285,16 +415,26 @@ export function renderEvent(event, ctx = {}) {
 
 // Panels.
 
-function personItem(user) {
-  return h("li", { class: "person", dataset: { userId: String(user.id) } }, ...userLabel(user));
+function personItem(user, interactive) {
+  if (!interactive) return h("li", { class: "person", dataset: { userId: String(user.id) } }, ...userLabel(user));
+  return h(
+    "li",
+    { class: "person", dataset: { userId: String(user.id) } },
+    h(
+      "button",
+      { type: "button", class: "person-button", dataset: { action: "person", ...personData(user) }, "aria-haspopup": "menu", "aria-expanded": "false" },
+      ...userLabel(user),
+    ),
+  );
 }
 
-export function renderRoster(els, roster) {
+/** opts.interactive(user): whether the person opens a menu for this viewer. */
+export function renderRoster(els, roster, { interactive = () => false } = {}) {
   els.count.textContent = `${roster.count} online`;
   const team = roster.teamList();
-  els.team.replaceChildren(...team.map(personItem));
+  els.team.replaceChildren(...team.map((u) => personItem(u, interactive(u))));
   els.teamEmpty.hidden = team.length > 0;
-  els.audience.replaceChildren(...roster.audienceList().map(personItem));
+  els.audience.replaceChildren(...roster.audienceList().map((u) => personItem(u, interactive(u))));
   const unlisted = roster.unlisted;
   els.more.hidden = unlisted === 0;
   els.more.textContent = unlisted ? `+ ${unlisted} more watching` : "";

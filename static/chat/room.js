@@ -1,26 +1,38 @@
 /**
- * The room page: wires the socket, the message list, the composer and the presence
- * panel together. Page data comes from data-* attributes on #room (the CSP forbids
- * inline scripts).
+ * The room page: wires the socket, the message list, the composer and the side panels
+ * together. Page data comes from data-* attributes on #room (the CSP forbids inline
+ * scripts).
  */
 import { RoomConnection, newClientId } from "./connection.js";
 import { Outbox, sendFrame } from "./outbox.js";
 import { Roster } from "./presence.js";
 import { Composer } from "./composer.js";
 import { StickyScroll } from "./scroll.js";
+import { MessageList } from "./messages.js";
+import { Commands } from "./commands.js";
+import { Popover } from "./popover.js";
+import { PersonActions } from "./actions.js";
+import { ModerationLog, TeamTools } from "./teamtools.js";
+import { BlockedList, SidePanels } from "./panels.js";
+import { Leaderboard, TipForm } from "./tips.js";
+import { MentionAutocomplete, UnreadMentions } from "./mentions.js";
+import { canModerate, isTeam } from "./roles.js";
 import * as view from "./render.js";
 
-// Enough scrollback to read a conversation; beyond it a busy room would only eat memory.
-const MAX_LINES = 600;
-const OLDER_PAGE = 100;
+const RECENT_SPEAKERS = 30;
 
 const byId = (id) => document.getElementById(id);
 const root = byId("room");
 const config = {
   wsPath: root.dataset.wsPath,
   eventsApi: root.dataset.eventsApi,
+  leaderboardApi: root.dataset.leaderboardApi,
+  moderationLogApi: root.dataset.moderationLogApi,
+  blocksApi: root.dataset.blocksApi,
   signedIn: root.dataset.signedIn === "true",
   bodyMax: Number(root.dataset.bodyMax) || 500,
+  joinLinesMax: Number(root.dataset.joinLinesMaxViewers) || 50,
+  tipMax: Number(root.dataset.tipMax) || 100000,
 };
 
 const els = {
@@ -28,14 +40,19 @@ const els = {
   live: byId("room-live"),
   slow: byId("slow-mode"),
   status: byId("conn-status"),
+  filter: byId("view-filter"),
   banner: byId("room-banner"),
   pinned: byId("pinned"),
   scroller: byId("scroller"),
   list: byId("messages"),
   loadOlder: byId("load-older"),
   jump: byId("jump"),
+  jumpMention: byId("jump-mention"),
   toasts: byId("toasts"),
-  presenceDetails: byId("presence-details"),
+  side: byId("side"),
+  blockedDetails: byId("blocked-details"),
+  tipOpen: byId("tip-open"),
+  input: byId("composer-body"),
   roster: {
     count: byId("online-count"),
     team: byId("team-list"),
@@ -48,26 +65,23 @@ const els = {
 const state = {
   me: null,
   room: null,
-  oldestSeq: null,
+  welcomed: false,
 };
 const roster = new Roster();
 const outbox = new Outbox();
 const scroll = new StickyScroll(els.scroller, els.jump);
-
-const composer = config.signedIn
-  ? new Composer({
-      form: byId("composer"),
-      input: byId("composer-body"),
-      button: byId("composer-send"),
-      counter: byId("composer-count"),
-      hint: byId("composer-hint"),
-      replyChip: byId("reply-chip"),
-      replyText: byId("reply-chip-text"),
-      replyCancel: byId("reply-cancel"),
-      max: config.bodyMax,
-      onSubmit: sendMessage,
-    })
-  : null;
+const popover = new Popover();
+const messages = new MessageList({
+  list: els.list,
+  loadOlderButton: els.loadOlder,
+  filterControl: els.filter,
+  scroll,
+  outbox,
+  eventsApi: config.eventsApi,
+  context: renderContext,
+  isBlocked,
+  toast,
+});
 
 const connection = new RoomConnection({
   path: config.wsPath,
@@ -80,12 +94,98 @@ const connection = new RoomConnection({
     closed: onClosed,
   },
 });
+const commands = new Commands(connection);
+
+function toast(text, level = "error") {
+  view.toast(els.toasts, text || "Something went wrong.", { level, ms: level === "error" ? 7000 : 4000 });
+}
+
+const app = {
+  commands,
+  popover,
+  toast,
+  tipMax: config.tipMax,
+  me: () => state.me,
+  room: () => state.room,
+  blocked: () => state.me?.blocked || [],
+  balance: () => state.me?.balance ?? 0,
+  setBalance: (n) => {
+    if (state.me) state.me.balance = n;
+  },
+  setBlocked,
+  mention: null,
+  unblock: (person) => actions.unblock(person),
+};
+
+const actions = new PersonActions(app);
+
+const composer = config.signedIn
+  ? new Composer({
+      form: byId("composer"),
+      input: els.input,
+      button: byId("composer-send"),
+      counter: byId("composer-count"),
+      hint: byId("composer-hint"),
+      status: byId("composer-status"),
+      replyChip: byId("reply-chip"),
+      replyText: byId("reply-chip-text"),
+      replyCancel: byId("reply-cancel"),
+      max: config.bodyMax,
+      onSubmit: sendMessage,
+      onKey: (event) => autocomplete?.handleKey(event),
+    })
+  : null;
+const autocomplete = composer
+  ? new MentionAutocomplete({ input: els.input, list: byId("mention-suggestions"), candidates: mentionCandidates })
+  : null;
+if (composer) app.mention = mention;
+
+const unreadMentions = new UnreadMentions({ scroller: els.scroller, button: els.jumpMention, scroll });
+
+const side = new SidePanels({
+  root: els.side,
+  narrow: window.matchMedia("(max-width: 760px)"),
+  onShow: (name) => ({ top: leaderboard, log: modlog })[name]?.shown(),
+});
+const leaderboard = new Leaderboard({
+  url: config.leaderboardApi,
+  list: byId("leaderboard"),
+  empty: byId("leaderboard-empty"),
+  tabs: [...byId("panel-top").querySelectorAll("[data-board]")],
+  isVisible: () => side.isShown("top"),
+});
+const modlog = new ModerationLog(app, {
+  url: config.moderationLogApi,
+  list: byId("modlog"),
+  empty: byId("modlog-empty"),
+  isVisible: () => side.isShown("log"),
+});
+const blockedList = new BlockedList(app, {
+  url: config.blocksApi,
+  list: byId("blocked-list"),
+  empty: byId("blocked-empty"),
+  note: byId("blocked-note"),
+});
+const teamTools = new TeamTools(app, {
+  toggle: byId("tools-toggle"),
+  panel: byId("team-panel"),
+  stream: byId("tool-stream"),
+  liveState: byId("live-state"),
+  liveToggle: byId("live-toggle"),
+  titleForm: byId("title-form"),
+  titleInput: byId("title-input"),
+  titleSave: byId("title-save"),
+  slow: byId("slow-control"),
+  announceForm: byId("announce-form"),
+  announceBody: byId("announce-body"),
+  announceSend: byId("announce-send"),
+});
+if (composer && els.tipOpen) new TipForm(app, els.tipOpen);
 
 // Who may do what, as far as the UI goes (the server decides).
 
-function canModerate() {
-  const me = state.me;
-  return Boolean(me && (me.role === "host" || me.role === "moderator" || me.staff));
+function amTeam() {
+  return canModerate(state.me);
 }
 
 function canChat() {
@@ -93,7 +193,7 @@ function canChat() {
 }
 
 function renderContext(roomBefore = null) {
-  return { me: state.me, signedIn: canChat(), canModerate: canModerate(), roomBefore };
+  return { me: state.me, signedIn: canChat(), roomBefore };
 }
 
 function actorOf(event) {
@@ -108,52 +208,19 @@ function isBlocked(event) {
 
 // The message list.
 
-function findMessage(id) {
-  if (!Number.isInteger(id)) return null;
-  return els.list.querySelector(`li.msg[data-message-id="${id}"]`);
-}
-
-/** Confirmed lines go above this tab's pending ones, which stay at the bottom. */
-function insertLine(node) {
-  els.list.insertBefore(node, els.list.querySelector(":scope > li.pending"));
-}
-
-/** Apply one room event to the list; returns the number of new lines shown. */
-function applyEvent(event, roomBefore) {
-  if (event.type === "message_deleted") {
-    const line = findMessage(event.id);
-    if (line) view.markDeleted(line);
-    // Replies keep quoting the message; the log redacts those quotes, so the page does too.
-    if (Number.isInteger(event.id)) {
-      for (const quote of els.list.querySelectorAll(`.msg-reply[data-reply-to="${event.id}"] .msg-reply-excerpt`)) {
-        quote.textContent = "message deleted";
-      }
-    }
-    return 0;
-  }
-  if (event.type === "message" && event.client_id && event.author?.id === state.me?.id) {
-    outbox.resolve(event.client_id)?.node?.remove();
-  }
-  const node = view.renderEvent(event, renderContext(roomBefore));
-  if (!node) return 0;
-  const existing = event.type === "message" ? findMessage(event.id) : null;
-  if (existing) {
-    existing.replaceWith(node);
-    return 0;
-  }
-  insertLine(node);
-  if (state.oldestSeq == null && Number.isInteger(event.seq)) state.oldestSeq = event.seq;
-  return 1;
-}
-
 function applyLive(events) {
   let added = 0;
+  const mentions = [];
   for (const event of events) {
     const roomBefore = state.room;
     updateRoomState(event);
-    added += applyEvent(event, roomBefore);
+    const node = messages.apply(event, roomBefore);
+    if (!node) continue;
+    if (messages.shows(node)) added += 1;
+    if (node.classList.contains("mentions-me")) mentions.push(node);
   }
-  trimLines();
+  messages.trim();
+  for (const node of mentions) unreadMentions.add(node);
   scroll.appended(added);
 }
 
@@ -164,70 +231,15 @@ function updateRoomState(event) {
   } else if (event.type === "moderation") {
     const aboutMe = event.target?.id != null && event.target.id === state.me?.id;
     if (event.action === "slow_mode") setRoom({ ...state.room, slow_mode_seconds: event.seconds || 0 });
-    if (aboutMe && event.action === "mute") setMuted(event.until);
+    if (aboutMe && event.action === "mute") setMuted(event.until, event.reason);
     if (aboutMe && event.action === "unmute") setMuted(null);
+    if (amTeam()) modlog.changed();
+  } else if (event.type === "message_deleted") {
+    if (amTeam()) modlog.changed();
+  } else if (event.type === "tip") {
+    if (!isBlocked(event)) leaderboard.tipped();
   }
-  if (isPinnedNow(event)) pin(event);
-}
-
-function trimLines() {
-  if (!scroll.stuck) return;
-  const lines = els.list.children;
-  let excess = lines.length - MAX_LINES;
-  while (excess > 0 && lines[0] && !lines[0].classList.contains("pending")) {
-    lines[0].remove();
-    excess -= 1;
-  }
-  const first = els.list.querySelector(":scope > li[data-seq]:not([data-seq=''])");
-  if (first) {
-    state.oldestSeq = Number(first.dataset.seq);
-    els.loadOlder.hidden = state.oldestSeq <= 1;
-  }
-}
-
-function renderHistory(history) {
-  const pending = outbox.all().map((entry) => entry.node).filter(Boolean);
-  els.list.replaceChildren(...pending);
-  state.oldestSeq = null;
-  // Room events in history describe what changed then, relative to the one before.
-  let roomBefore = null;
-  for (const event of history) {
-    applyEvent(event, roomBefore);
-    if (event.type === "room") roomBefore = event;
-  }
-  els.loadOlder.hidden = !(state.oldestSeq > 1);
-  scroll.toBottom();
-}
-
-async function loadOlder() {
-  if (!(state.oldestSeq > 1) || !config.eventsApi) return;
-  els.loadOlder.disabled = true;
-  const after = Math.max(0, state.oldestSeq - 1 - OLDER_PAGE);
-  const url = new URL(config.eventsApi, window.location.href);
-  url.searchParams.set("after", String(after));
-  url.searchParams.set("limit", String(OLDER_PAGE));
-  try {
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    const data = await response.json();
-    const older = (data.events || []).filter(
-      (event) => Number.isInteger(event.seq) && event.seq < state.oldestSeq && !isBlocked(event),
-    );
-    const nodes = [];
-    let roomBefore = null;
-    for (const event of older) {
-      const node = view.renderEvent(event, renderContext(roomBefore));
-      if (event.type === "room") roomBefore = event;
-      if (node && !(event.type === "message" && findMessage(event.id))) nodes.push(node);
-    }
-    scroll.keepPosition(() => els.list.prepend(...nodes));
-    state.oldestSeq = after + 1;
-    els.loadOlder.hidden = state.oldestSeq <= 1;
-  } catch {
-    view.toast(els.toasts, "Couldn't load earlier messages. Try again in a moment.");
-  } finally {
-    els.loadOlder.disabled = false;
-  }
+  if (isPinnedNow(event) && !isBlocked(event)) pin(event);
 }
 
 // Room header, pinned items, banner.
@@ -242,17 +254,31 @@ function setRoom(room) {
   const slow = room.slow_mode_seconds || 0;
   els.slow.hidden = slow === 0;
   els.slow.textContent = `Slow mode ${slow} s`;
-  composer?.note("slow", slow && !canModerate() ? `Slow mode: one message every ${slow} s.` : "");
+  composer?.note("slow", slow && !amTeam() ? `Slow mode: one message every ${slow} s.` : "");
+  if (!slow) composer?.setCooldown(0);
+  teamTools.setRoom(room);
 }
 
-function setMuted(until) {
-  if (state.me) state.me.muted_until = until;
+function setMuted(until, reason = "") {
+  if (state.me) {
+    state.me.muted_until = until;
+    state.me.muted_reason = until ? reason : "";
+  }
   refreshMuted();
 }
 
-function refreshMuted() {
-  const until = state.me?.muted_until ? new Date(state.me.muted_until).getTime() : 0;
-  composer?.note("muted", until > Date.now() ? `You are muted until ${view.formatTime(state.me.muted_until)}.` : "");
+function refreshMuted(now = Date.now()) {
+  const iso = state.me?.muted_until;
+  const left = iso ? new Date(iso).getTime() - now : 0;
+  if (left > 0) {
+    const reason = state.me.muted_reason ? ` (${state.me.muted_reason})` : "";
+    composer?.setStatus(`Muted for ${view.formatCountdown(left)}${reason}`);
+    composer?.note("muted", `You are muted until ${view.formatTime(iso)}. Your draft stays here.`);
+  } else {
+    if (state.me?.muted_until) state.me.muted_until = null;
+    composer?.setStatus("");
+    composer?.note("muted", "");
+  }
 }
 
 function isPinnedNow(event) {
@@ -260,18 +286,17 @@ function isPinnedNow(event) {
 }
 
 function pin(event) {
-  const node = view.renderEvent(event, renderContext());
-  if (!node) return;
-  node.classList.add("pinned-item");
+  if (Number.isInteger(event.seq) && els.pinned.querySelector(`:scope > [data-seq="${event.seq}"]`)) return;
+  const node = view.renderPinned(event);
   els.pinned.append(node);
   els.pinned.hidden = false;
-  if (event.pinned_until) {
-    const ms = new Date(event.pinned_until).getTime() - Date.now();
-    setTimeout(() => {
-      node.remove();
-      els.pinned.hidden = els.pinned.children.length === 0;
-    }, Math.max(0, ms));
-  }
+  const ms = new Date(event.pinned_until).getTime() - Date.now();
+  setTimeout(() => unpin(node), Math.max(0, ms));
+}
+
+function unpin(node) {
+  node.remove();
+  els.pinned.hidden = els.pinned.children.length === 0;
 }
 
 function showBanner(text, level = "warning") {
@@ -280,13 +305,85 @@ function showBanner(text, level = "warning") {
   els.banner.hidden = !text;
 }
 
+// People: join lines, blocks, mentions.
+
+function renderRoster() {
+  view.renderRoster(els.roster, roster, { interactive: (user) => actions.hasMenu(user) });
+}
+
+/** "X joined" for the host team always, for anyone while the room is small. */
+function presenceLines(delta) {
+  const count = Number.isInteger(delta.count) ? delta.count : roster.count;
+  const blocked = app.blocked();
+  const lines = [];
+  const worth = (user) => user?.id != null && user.id !== state.me?.id && !blocked.includes(user.id);
+  for (const user of delta.joined ?? []) {
+    if (worth(user) && (isTeam(user) || count < config.joinLinesMax)) lines.push(view.renderPresenceLine(user, "joined"));
+  }
+  for (const user of delta.left ?? []) {
+    if (worth(user) && isTeam(user)) lines.push(view.renderPresenceLine(user, "left"));
+  }
+  for (const line of lines) messages.insert(line);
+  if (lines.length) {
+    messages.trim();
+    scroll.appended(lines.filter((line) => messages.shows(line)).length);
+  }
+}
+
+function blockedShown() {
+  return side.isShown("people") && els.blockedDetails.open;
+}
+
+function setBlocked(ids, person, blocked) {
+  if (state.me && Array.isArray(ids)) state.me.blocked = ids;
+  if (blocked) {
+    messages.removeAuthor(person.id);
+    for (const node of els.pinned.querySelectorAll(`li[data-author-id="${person.id}"]`)) unpin(node);
+  }
+  blockedList.changed(person, blocked, { visible: blockedShown() });
+}
+
+/** Names to suggest after `@`: the team, then who spoke lately, then the audience. */
+function mentionCandidates() {
+  const names = [];
+  const seen = new Set([state.me?.name]);
+  const add = (name) => {
+    if (name && !seen.has(name)) {
+      seen.add(name);
+      names.push(name);
+    }
+  };
+  for (const user of roster.teamList()) add(user.name);
+  const lines = els.list.querySelectorAll(":scope > li.msg[data-author-name]");
+  for (let i = lines.length - 1, found = 0; i >= 0 && found < RECENT_SPEAKERS; i -= 1) {
+    const name = lines[i].dataset.authorName;
+    if (!seen.has(name)) found += 1;
+    add(name);
+  }
+  for (const user of roster.audienceList()) add(user.name);
+  return names;
+}
+
+function mention(name) {
+  const input = els.input;
+  const value = input.value;
+  input.value = `${value}${value && !/\s$/.test(value) ? " " : ""}@${name} `;
+  input.dispatchEvent(new Event("input", { bubbles: true }));
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+}
+
 // Sending.
 
 function sendMessage({ body, replyTo }) {
+  // What you just wrote should be in view, whatever the filter hid.
+  if (messages.filter === "tips" || (messages.filter === "team" && !amTeam())) messages.setFilter("all");
   const entry = outbox.add({ clientId: newClientId(), body, replyTo });
   entry.node = view.renderPending(entry, state.me);
-  els.list.append(entry.node);
+  messages.appendPending(entry.node);
   scroll.toBottom();
+  const slow = state.room?.slow_mode_seconds || 0;
+  if (slow && !amTeam()) composer?.setCooldown(Date.now() + slow * 1000);
   // Not sent now (socket just dropped): it stays "sending" and goes out on the next welcome.
   connection.send(sendFrame(entry));
 }
@@ -309,25 +406,54 @@ function onPendingAction(action, line) {
   }
 }
 
-function onMessageAction(action, line) {
+async function deleteMessage(id) {
+  try {
+    await commands.run({ type: "delete", id });
+  } catch (failure) {
+    toast(failure.detail);
+  }
+}
+
+function onMessageAction(action, line, button) {
   const id = Number(line.dataset.messageId);
   if (action === "reply") {
     const name = line.querySelector(".author")?.textContent || "";
     const body = line.querySelector(".msg-body")?.textContent || "";
     composer?.setReply({ id, name, excerpt: body.length > 80 ? `${body.slice(0, 79)}…` : body });
   } else if (action === "delete") {
-    if (!connection.send({ type: "delete", id, client_id: newClientId() })) {
-      view.toast(els.toasts, "Not connected: try again when the chat reconnects.");
-    }
+    deleteMessage(id);
+  } else if (action === "more") {
+    const person = view.personFrom(line);
+    if (!person) return;
+    line.classList.add("menu-open");
+    actions.open(button, person, { onClose: () => line.classList.remove("menu-open") });
   }
 }
 
 els.list.addEventListener("click", (event) => {
+  const quote = event.target.closest(".msg-reply");
+  if (quote) {
+    messages.showOriginal(Number(quote.dataset.replyTo));
+    return;
+  }
   const button = event.target.closest("button[data-action]");
   const line = button?.closest("li");
   if (!line) return;
   if (line.classList.contains("pending")) onPendingAction(button.dataset.action, line);
-  else onMessageAction(button.dataset.action, line);
+  else onMessageAction(button.dataset.action, line, button);
+});
+
+els.list.addEventListener("keydown", (event) => {
+  const quote = event.target.closest?.(".msg-reply");
+  if (quote && (event.key === "Enter" || event.key === " ")) {
+    event.preventDefault();
+    messages.showOriginal(Number(quote.dataset.replyTo));
+  }
+});
+
+els.side.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action=person]");
+  if (button) actions.open(button, view.personFrom(button));
 });
 
 // Connection handlers.
@@ -335,24 +461,37 @@ els.list.addEventListener("click", (event) => {
 function onStatus(status) {
   view.renderStatus(els.status, status);
   composer?.setConnected(status.state === "live" && canChat());
+  if (status.state !== "live") commands.abandon();
 }
 
 function onWelcome(welcome, { resumed }) {
   state.me = welcome.you || null;
+  const team = amTeam();
+  teamTools.setMe(state.me, { team });
+  side.setAvailable("log", team);
+  els.blockedDetails.hidden = !canChat();
+  if (els.tipOpen) els.tipOpen.hidden = !canChat() || state.me?.role === "host";
   if (welcome.room) setRoom(welcome.room);
   refreshMuted();
   roster.load(welcome.roster);
-  view.renderRoster(els.roster, roster);
+  renderRoster();
   showBanner("");
   if (config.signedIn && !canChat()) {
     showBanner("Your session has ended. Sign in again to chat.");
   }
   if (!resumed) {
-    renderHistory(welcome.history || []);
+    // The strip first: it sizes the scroller that the history then fills to the bottom.
     els.pinned.replaceChildren();
     els.pinned.hidden = true;
-    for (const item of welcome.pinned || []) pin(item);
+    for (const item of welcome.pinned || []) if (isPinnedNow(item)) pin(item);
+    unreadMentions.clear();
+    messages.renderHistory(welcome.history || []);
   }
+  if (!state.welcomed) {
+    state.welcomed = true;
+    teamTools.restoreOpen();
+  }
+  if (team) modlog.changed();
 }
 
 function onReady() {
@@ -363,29 +502,36 @@ function onReady() {
 function onFrame(frame) {
   switch (frame.type) {
     case "presence":
+      presenceLines(frame);
       roster.apply(frame);
-      view.renderRoster(els.roster, roster);
+      renderRoster();
       break;
     case "roster":
       roster.load(frame);
-      view.renderRoster(els.roster, roster);
+      renderRoster();
       break;
     case "ack": {
       if (Array.isArray(frame.blocked) && state.me) state.me.blocked = frame.blocked;
+      if (Number.isInteger(frame.balance) && state.me) state.me.balance = frame.balance;
+      if (commands.settle(frame)) break;
       const entry = outbox.ack(frame.client_id);
       if (entry?.node) view.updatePending(entry.node, entry);
       break;
     }
     case "error": {
+      if (commands.settle(frame)) break;
       const entry = outbox.get(frame.client_id);
       if (entry) {
         outbox.fail(frame.client_id, { detail: frame.detail, retryAfter: frame.retry_after });
         view.updatePending(entry.node, entry);
         if (frame.code === "muted" && frame.retry_after) {
-          setMuted(new Date(Date.now() + frame.retry_after * 1000).toISOString());
+          setMuted(new Date(Date.now() + frame.retry_after * 1000).toISOString(), state.me?.muted_reason || "");
+        }
+        if (frame.code === "slow_mode" && frame.retry_after) {
+          composer?.setCooldown(Date.now() + frame.retry_after * 1000);
         }
       } else {
-        view.toast(els.toasts, frame.detail || "Something went wrong.");
+        toast(frame.detail || "Something went wrong.");
       }
       break;
     }
@@ -399,13 +545,15 @@ function onFrame(frame) {
 }
 
 function onClosed(code, policy) {
+  popover.close();
   if (policy.reason === "kicked") showBanner("You were removed from the room. You can rejoin in a few seconds.");
   else if (policy.reason === "forbidden") showBanner("You can't take part in this room: you are banned or it is private.", "error");
   else if (policy.reason === "not_found") showBanner("This room does not exist any more.", "error");
 }
 
-// Once a second: countdowns (reconnect, retry after an error) and expiring mutes.
+// Once a second: countdowns (reconnect, retries, mute, slow mode, pins).
 setInterval(() => {
+  const now = Date.now();
   for (const node of document.querySelectorAll("[data-countdown-until]")) {
     if (node === els.status) view.renderStatus(els.status, connection.status);
     else if (node.classList.contains("pending")) {
@@ -413,10 +561,18 @@ setInterval(() => {
       if (entry) view.updatePending(node, entry);
     }
   }
-  if (state.me?.muted_until) refreshMuted();
+  if (state.me?.muted_until) refreshMuted(now);
+  if (composer?.cooldownUntil) {
+    if (composer.cooldownUntil <= now) composer.setCooldown(0);
+    else composer.refresh();
+  }
+  for (const node of els.pinned.querySelectorAll(".countdown[data-until]")) {
+    node.textContent = view.formatCountdown(Number(node.dataset.until) - now);
+  }
 }, 1000);
 
-els.loadOlder.addEventListener("click", loadOlder);
-if (window.matchMedia("(max-width: 760px)").matches) els.presenceDetails.open = false;
+els.blockedDetails.addEventListener("toggle", () => {
+  if (els.blockedDetails.open) blockedList.shown();
+});
 
 connection.start();

@@ -15,8 +15,14 @@ export class StickyScroll {
     this.stuck = true;
     this.unseen = 0;
     this.frame = 0;
+    this.lastTop = scroller.scrollTop;
     scroller.addEventListener("scroll", () => {
-      this.stuck = isNearBottom(scroller);
+      const top = scroller.scrollTop;
+      if (isNearBottom(scroller)) this.stuck = true;
+      // Only the reader scrolling up lets go of the bottom. A box that shrank (the pinned
+      // strip filling in) moves the bottom away without the reader having moved.
+      else if (top < this.lastTop) this.stuck = false;
+      this.lastTop = top;
       if (this.stuck) this.#setUnseen(0);
     }, { passive: true });
     jumpButton.addEventListener("click", () => this.toBottom());

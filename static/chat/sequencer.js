@@ -35,13 +35,25 @@ export class Sequencer {
     return [];
   }
 
-  /** The server vouched that everything up to `seq` has been sent; release what follows. */
+  /**
+   * The server vouched that everything up to `seq` has been sent: what is held up to
+   * there is all there is (the gaps were withheld), so it is applied in order, then
+   * whatever follows.
+   */
   advanceTo(seq) {
-    if (Number.isInteger(seq) && (this.last === null || seq > this.last)) this.last = seq;
+    const ready = [];
+    if (Number.isInteger(seq) && (this.last === null || seq > this.last)) {
+      for (const held of [...this.held.keys()].sort((a, b) => a - b)) {
+        if (held > seq) break;
+        if (this.last === null || held > this.last) ready.push(this.held.get(held));
+        this.held.delete(held);
+      }
+      this.last = seq;
+    }
     for (const held of [...this.held.keys()]) {
       if (held <= this.last) this.held.delete(held);
     }
-    return this.#drain();
+    return [...ready, ...this.#drain()];
   }
 
   get hasGap() {

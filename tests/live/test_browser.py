@@ -2,11 +2,8 @@
 
 Two signed-in people in two browser contexts chat in one room; the page must render
 every user text as text, show who is online, survive losing the network without losing
-or doubling messages, and the sign-up form must lead into a working room.
-
-Playwright's sync API keeps an asyncio loop running on the test's thread, and Django
-refuses ORM calls from such a thread. So each test writes its database rows first and
-only then calls `launch_browser()`.
+or doubling messages, and the sign-up form must lead into a working room. Each test
+writes its database rows before it calls `launch_browser()` (see browser_helpers).
 """
 
 from __future__ import annotations
@@ -21,20 +18,10 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from rooms.services import do_create_room, do_send_message
-from tests.live.conftest import skip_or_fail
+from tests.live.browser_helpers import PASSWORD, Viewer, browser_launcher, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "correct-horse-battery-staple"
 XSS = "<img src=x onerror=alert(1)>"
 
 # Records every frame the page sends, and lets a test swallow the next `send` and drop
@@ -62,32 +49,17 @@ WS_SPY = """
 """
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # People here sign in by session cookie; the production hasher would cost ~0.3 s each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def launch_browser(daphne_servers) -> Iterator[Callable[[], object]]:
-    """`launch_browser()` starts headless Chromium (once) and returns the Browser.
-
-    Depends on `daphne_servers` so that it is torn down first: the servers' teardown runs
-    asyncio.run, which cannot start while Playwright's loop is still running.
-    """
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=10_000)
-    started: dict[str, object] = {}
-
-    def launch():
-        if "browser" not in started:
-            started["playwright"] = sync_playwright().start()
-            started["browser"] = started["playwright"].chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
-        return started["browser"]
-
-    yield launch
-    if "browser" in started:
-        started["browser"].close()
-        started["playwright"].stop()
+    """`launch_browser()` starts headless Chromium (once) and returns the Browser."""
+    with browser_launcher() as launch:
+        yield launch
 
 
 @pytest.fixture
@@ -96,63 +68,6 @@ def screenshot_dir(tmp_path: Path) -> Path:
     target = Path(os.environ.get("CHATSITE_TEST_SCREENSHOTS") or tmp_path)
     target.mkdir(parents=True, exist_ok=True)
     return target
-
-
-def make_user(name: str):
-    return get_user_model().objects.create_user(username=name, password=PASSWORD)
-
-
-class Viewer:
-    """One person in their own browser context, with what their page complained about."""
-
-    def __init__(self, browser, server, cookie: dict | None, *, spy: bool = False):
-        self.context = browser.new_context(viewport={"width": 1200, "height": 800})
-        if cookie is not None:
-            self.context.add_cookies([cookie])
-        if spy:
-            self.context.add_init_script(WS_SPY)
-        self.page = self.context.new_page()
-        self.server = server
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.sockets: list[str] = []
-        self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-        self.page.on("console", self._console)
-        self.page.on("dialog", self._dialog)
-        self.page.on("websocket", lambda ws: self.sockets.append(ws.url))
-
-    def _console(self, message) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text}")
-
-    def _dialog(self, dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def open_room(self, slug: str) -> None:
-        from playwright.sync_api import expect
-
-        self.page.goto(f"{self.server.http_url}/rooms/{slug}/")
-        expect(self.page.locator("#conn-status")).to_have_attribute("data-state", "live")
-
-    def send(self, text: str) -> None:
-        self.page.fill("#composer-body", text)
-        self.page.press("#composer-body", "Enter")
-
-    def _exact_body(self, text: str):
-        return self.page.locator(".msg-body").filter(has_text=re.compile(rf"^{re.escape(text)}$"))
-
-    def bodies(self, text: str):
-        """Bodies of confirmed (not pending) messages that are exactly `text`."""
-        return self.page.locator("#messages li.msg:not(.pending)").locator(self._exact_body(text))
-
-    def line(self, text: str):
-        """The confirmed message line whose own body (not a quote of it) is exactly `text`."""
-        return self.page.locator("#messages li.msg:not(.pending)").filter(has=self._exact_body(text))
-
-    def online_errors(self) -> list[str]:
-        # Going offline makes Chromium report the socket it had to drop; that is expected.
-        return [e for e in self.errors if "ERR_INTERNET_DISCONNECTED" not in e]
 
 
 @pytest.fixture
@@ -293,7 +208,7 @@ def test_send_lost_with_the_connection_is_resent_and_stored_once(
     cookies = login_cookie(alice), login_cookie(bob)
     (server,) = daphne_servers(1)
     browser = launch_browser()
-    a = Viewer(browser, server, cookies[0], spy=True)
+    a = Viewer(browser, server, cookies[0], init_script=WS_SPY)
     b = Viewer(browser, server, cookies[1])
     a.open_room(chat_room.slug)
     b.open_room(chat_room.slug)
@@ -582,3 +497,23 @@ def test_connection_applies_room_events_once_in_order(daphne_servers, launch_bro
     assert result["urls"][2].endswith("/ws/rooms/x/?after=10")
     assert len(result["urls"]) == 3, "4404 means the room is gone: no reconnect"
     assert result["states"][-1] == "stopped"
+
+    # Seqs withheld from this viewer (a blocked author) leave gaps that `synced` or a
+    # resuming `welcome` vouch for: what arrived past the gap is applied, not dropped.
+    withheld = page.evaluate(
+        """async () => {
+      const { Sequencer } = await import("/static/chat/sequencer.js");
+      const seq = new Sequencer(3);
+      const applied = [];
+      const take = (events) => applied.push(...events.map((e) => e.seq));
+      take(seq.push({ seq: 5 }));
+      take(seq.push({ seq: 6 }));
+      take(seq.advanceTo(6));
+      take(seq.push({ seq: 8 }));
+      take(seq.push({ seq: 10 }));
+      take(seq.advanceTo(9));
+      take(seq.push({ seq: 10 }));
+      return { applied, last: seq.last, held: seq.held.size };
+    }"""
+    )
+    assert withheld == {"applied": [5, 6, 8, 10], "last": 10, "held": 0}

@@ -1,0 +1,189 @@
+/**
+ * The message list: room events as lines, in seq order, with this tab's pending sends
+ * at the bottom; older pages from the events API; view filters; finding a quoted
+ * original.
+ */
+import { flash } from "./mentions.js";
+import * as view from "./render.js";
+
+// Enough scrollback to read a conversation; beyond it a busy room would only eat memory.
+const MAX_LINES = 600;
+const OLDER_PAGE = 100;
+// How far back a click on a quote looks for the original before giving up.
+const QUOTE_SEARCH_PAGES = 5;
+
+export class MessageList {
+  /**
+   * context(roomBefore): the render context ({me, signedIn, roomBefore});
+   * isBlocked(event): whether the viewer blocked the event's author.
+   */
+  constructor({ list, loadOlderButton, filterControl, scroll, outbox, eventsApi, context, isBlocked, toast }) {
+    Object.assign(this, { list, loadOlderButton, filterControl, scroll, outbox, eventsApi, context, isBlocked, toast });
+    this.oldestSeq = null;
+    this.filter = "all";
+    this.olderLoading = null;
+    loadOlderButton.addEventListener("click", () => this.loadOlder());
+    filterControl.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-filter]");
+      if (button) this.setFilter(button.dataset.filter);
+    });
+  }
+
+  find(id) {
+    if (!Number.isInteger(id)) return null;
+    return this.list.querySelector(`li.msg[data-message-id="${id}"]`);
+  }
+
+  /** Confirmed lines go above this tab's pending ones, which stay at the bottom. */
+  insert(node) {
+    this.list.insertBefore(node, this.list.querySelector(":scope > li.pending"));
+  }
+
+  appendPending(node) {
+    this.list.append(node);
+  }
+
+  /** Whether the current view filter shows `node`. */
+  shows(node) {
+    if (this.filter === "tips") return node.classList.contains("tip");
+    if (this.filter === "team") {
+      return node.classList.contains("notice") || (node.classList.contains("msg") && node.classList.contains("by-team"));
+    }
+    return true;
+  }
+
+  setFilter(name) {
+    this.filter = name;
+    this.list.dataset.filter = name;
+    for (const button of this.filterControl.querySelectorAll("[data-filter]")) {
+      button.setAttribute("aria-checked", String(button.dataset.filter === name));
+    }
+    this.scroll.toBottom();
+  }
+
+  /** Apply one room event; returns the new line, if it added one. */
+  apply(event, roomBefore) {
+    if (event.type === "message_deleted") {
+      const line = this.find(event.id);
+      if (line) view.markDeleted(line);
+      // Replies keep quoting the message; the log redacts those quotes, so the page does too.
+      if (Number.isInteger(event.id)) {
+        for (const quote of this.list.querySelectorAll(`.msg-reply[data-reply-to="${event.id}"]`)) {
+          quote.classList.add("is-deleted");
+          quote.querySelector(".msg-reply-excerpt").textContent = "message deleted";
+        }
+      }
+      return null;
+    }
+    // The server stops sending a blocked person's lines, but some may be in flight.
+    if ((event.type === "message" || event.type === "tip") && this.isBlocked(event)) return null;
+    const me = this.context().me;
+    if (event.type === "message" && event.client_id && event.author?.id === me?.id) {
+      this.outbox.resolve(event.client_id)?.node?.remove();
+    }
+    const node = view.renderEvent(event, this.context(roomBefore));
+    if (!node) return null;
+    const existing = event.type === "message" ? this.find(event.id) : null;
+    if (existing) {
+      existing.replaceWith(node);
+      return null;
+    }
+    this.insert(node);
+    if (this.oldestSeq == null && Number.isInteger(event.seq)) this.oldestSeq = event.seq;
+    return node;
+  }
+
+  /** Drop the oldest lines past the cap, only while the reader is at the bottom. */
+  trim() {
+    if (!this.scroll.stuck) return;
+    const lines = this.list.children;
+    let excess = lines.length - MAX_LINES;
+    while (excess > 0 && lines[0] && !lines[0].classList.contains("pending")) {
+      lines[0].remove();
+      excess -= 1;
+    }
+    const first = this.list.querySelector(":scope > li[data-seq]:not([data-seq=''])");
+    if (first) {
+      this.oldestSeq = Number(first.dataset.seq);
+      this.loadOlderButton.hidden = this.oldestSeq <= 1;
+    }
+  }
+
+  renderHistory(history) {
+    const pending = this.outbox.all().map((entry) => entry.node).filter(Boolean);
+    this.list.replaceChildren(...pending);
+    this.oldestSeq = null;
+    // Room events in history describe what changed then, relative to the one before.
+    let roomBefore = null;
+    for (const event of history) {
+      this.apply(event, roomBefore);
+      if (event.type === "room") roomBefore = event;
+    }
+    this.loadOlderButton.hidden = !(this.oldestSeq > 1);
+    this.scroll.toBottom();
+  }
+
+  /** Remove what a person wrote or tipped (they were just blocked). */
+  removeAuthor(id) {
+    for (const node of this.list.querySelectorAll(`li[data-author-id="${id}"]`)) {
+      if (!node.classList.contains("pending")) node.remove();
+    }
+  }
+
+  /** Prepend the page of the log before the oldest line shown; true if it loaded. */
+  loadOlder() {
+    if (!(this.oldestSeq > 1) || !this.eventsApi) return Promise.resolve(false);
+    this.olderLoading ??= this.#fetchOlder().finally(() => {
+      this.olderLoading = null;
+    });
+    return this.olderLoading;
+  }
+
+  async #fetchOlder() {
+    this.loadOlderButton.disabled = true;
+    const after = Math.max(0, this.oldestSeq - 1 - OLDER_PAGE);
+    const url = new URL(this.eventsApi, window.location.href);
+    url.searchParams.set("after", String(after));
+    url.searchParams.set("limit", String(OLDER_PAGE));
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const data = await response.json();
+      const older = (data.events || []).filter(
+        (event) => Number.isInteger(event.seq) && event.seq < this.oldestSeq && !this.isBlocked(event),
+      );
+      const nodes = [];
+      let roomBefore = null;
+      for (const event of older) {
+        const node = view.renderEvent(event, this.context(roomBefore));
+        if (event.type === "room") roomBefore = event;
+        if (node && !(event.type === "message" && this.find(event.id))) nodes.push(node);
+      }
+      this.scroll.keepPosition(() => this.list.prepend(...nodes));
+      this.oldestSeq = after + 1;
+      this.loadOlderButton.hidden = this.oldestSeq <= 1;
+      return true;
+    } catch {
+      this.toast("Couldn't load earlier messages. Try again in a moment.");
+      return false;
+    } finally {
+      this.loadOlderButton.disabled = false;
+    }
+  }
+
+  /** A click on a quote: show the original, paging back through the log if need be. */
+  async showOriginal(id) {
+    let line = this.find(id);
+    for (let page = 0; !line && page < QUOTE_SEARCH_PAGES && this.oldestSeq > 1; page += 1) {
+      if (!(await this.loadOlder())) return;
+      line = this.find(id);
+    }
+    if (!line) {
+      this.toast("The original message is no longer available.", "info");
+      return;
+    }
+    if (!this.shows(line)) this.setFilter("all");
+    line.scrollIntoView({ block: "center" });
+    flash(line);
+  }
+}
