@@ -160,6 +160,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            # Rate-limit counters are keyed by user id: keep sites sharing a Redis apart.
+            "KEY_PREFIX": env_str("CHATSITE_REDIS_PREFIX", "chatsite"),
         }
     }
 else:
@@ -258,3 +260,5 @@ CHAT_JOIN_LINES_MAX_VIEWERS = env_int("CHAT_JOIN_LINES_MAX_VIEWERS", 50)
 CHAT_COMMANDS_PER_SECOND = env_int("CHAT_COMMANDS_PER_SECOND", 10, minimum=1)
 CHAT_COMMANDS_BURST = env_int("CHAT_COMMANDS_BURST", 40, minimum=1)
 CHAT_FLOOD_STRIKES = env_int("CHAT_FLOOD_STRIKES", 50, minimum=1)
+# The host team runs bots and fast hands: their connections get this many times the budget.
+CHAT_TEAM_COMMAND_MULTIPLIER = env_int("CHAT_TEAM_COMMAND_MULTIPLIER", 5, minimum=1)

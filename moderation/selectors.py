@@ -46,13 +46,6 @@ def active_ban(room_id: int, user_id: int, *, now: datetime | None = None) -> Ba
     return _active(Ban, room_id, user_id, now or timezone.now())
 
 
-def muted_until(room_id: int, user_id: int | None) -> datetime | None:
-    if user_id is None:
-        return None
-    mute = active_mute(room_id, user_id)
-    return mute.until if mute else None
-
-
 def restriction_ends(model, *, room_ref, user_id: int, now: datetime) -> Subquery:
     """When `user_id`'s active restriction in the room ends, as a subquery for one
     round trip with other reads: NULL if none, far future for a permanent ban."""

@@ -20,9 +20,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from moderation import services as moderation
-from moderation.selectors import active_ban, muted_until
+from moderation.selectors import active_ban, active_mute
 from rooms import selectors, services
 from rooms.errors import ChatError
+from rooms.models import Message
 from rooms.permissions import is_team
 from rooms.presence import Entry, get_presence
 from rooms.protocol import (
@@ -37,7 +38,6 @@ from rooms.protocol import (
     parse_client_frame,
     with_client_id,
 )
-from rooms.models import Message
 from rooms.realtime import Delivery, Frame, get_hub, new_conn_id
 from rooms.writer import get_writer
 
@@ -120,13 +120,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.holding = True
         self.outbox: list[Delivery] = []
         self.last_seq = 0
+        # Every room event up to this seq was sent to this connection or withheld from
+        # it (blocked authors); beyond it there may be a hole that only the log can fill.
+        self.complete_seq = 0
+        self.owes_complete = False
         self.blocked: set[int] = set()
         self.limit_keys: list[str] = []
-        self.budget = CommandBudget(
-            rate=settings.CHAT_COMMANDS_PER_SECOND,
-            burst=settings.CHAT_COMMANDS_BURST,
-            strikes_to_close=settings.CHAT_FLOOD_STRIKES,
-        )
         slug = self.scope["url_route"]["kwargs"]["slug"]
         after, after_error = _parse_after(self.scope.get("query_string", b""))
         state = await database_sync_to_async(_connection_state)(slug, self.user)
@@ -134,7 +133,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if state is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        room, self.me, self.blocked, banned, self.muted_until, balance, pinned = state
+        room, self.me, self.blocked, banned, mute, balance, pinned = state
+        multiplier = settings.CHAT_TEAM_COMMAND_MULTIPLIER if is_team(self.me["role"]) or self.me.get("staff") else 1
+        self.budget = CommandBudget(
+            rate=settings.CHAT_COMMANDS_PER_SECOND * multiplier,
+            burst=settings.CHAT_COMMANDS_BURST * multiplier,
+            strikes_to_close=settings.CHAT_FLOOD_STRIKES,
+        )
         if banned:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -151,9 +156,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             "room": await database_sync_to_async(selectors.room_state)(room),
             "you": {
                 **self.me,
-                "muted_until": iso(self.muted_until),
+                "muted_until": iso(mute.until) if mute else None,
                 "balance": balance,
                 "blocked": sorted(self.blocked),
+                **({"muted_reason": mute.reason} if mute else {}),
             },
             "roster": await _roster(store, self.room_id, offset=0, limit=50),
             "history": history.events,
@@ -202,7 +208,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return Entry(conn_id=self.conn_id, user_key=f"u{self.user_id}", user=self.me, is_team=is_team(self.me["role"]))
 
     async def offer(
-        self, deliveries: list[Delivery], frame: Frame, actors: set[int], first_seq: int | None, last_seq: int | None
+        self,
+        deliveries: list[Delivery],
+        frame: Frame,
+        actors: set[int],
+        first_seq: int | None,
+        last_seq: int | None,
+        dense: bool,
     ) -> None:
         if self.closed:
             return
@@ -211,8 +223,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if len(self.outbox) > settings.CHAT_VIEWER_QUEUE_MAX:
                 await self.close_by_hub(CLOSE_TOO_FAR_BEHIND)
             return
-        if (first_seq is not None and first_seq <= self.last_seq) or (
-            self.blocked and not self.blocked.isdisjoint(actors)
+        if last_seq is not None and dense and first_seq <= self.complete_seq + 1:
+            self.complete_seq = max(self.complete_seq, last_seq)
+        if (
+            (first_seq is not None and first_seq <= self.last_seq)
+            or (self.blocked and not self.blocked.isdisjoint(actors))
+            or self.owes_complete
         ):
             frame = self._frame_for_me(deliveries)
             if frame is None:
@@ -250,20 +266,39 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close_by_hub(CLOSE_FORBIDDEN)
 
     def _frame_for_me(self, deliveries: list[Delivery]) -> Frame | None:
-        mine = [
-            d.text
-            for d in deliveries
-            if (d.seq is None or d.seq > self.last_seq) and (d.actor is None or d.actor not in self.blocked)
-        ]
-        return Frame(batch_text(mine)) if mine else None
+        """The part of `deliveries` this viewer gets: not what it already has, not what
+        its blocked users said. When something was withheld, the frame says up to which
+        seq the viewer has everything, so the client does not mistake the hole for loss
+        and go back to the log for it."""
+        mine = []
+        withheld = self.owes_complete
+        for d in deliveries:
+            if d.seq is not None and d.seq <= self.last_seq:
+                continue
+            if d.actor is not None and d.actor in self.blocked:
+                withheld = True
+                continue
+            mine.append(d.text)
+        if not mine:
+            # Nothing to send now; the next frame says how far this viewer is complete.
+            self.owes_complete = withheld
+            return None
+        self.owes_complete = False
+        if withheld and self.complete_seq:
+            return Frame(batch_text(mine, complete_to=self.complete_seq))
+        return Frame(batch_text(mine))
 
     async def _release(self, last_seq: int) -> None:
         """Stop holding: everything up to `last_seq` was sent, send what queued after it."""
         self.last_seq = max(self.last_seq, last_seq)
+        self.complete_seq = max(self.complete_seq, last_seq)
         waiting, self.outbox = self.outbox, []
         self.holding = False
         if waiting:
             waiting.sort(key=lambda d: d.seq if d.seq is not None else MAX_ID)
+            for d in waiting:
+                if d.seq is not None and d.seq == self.complete_seq + 1:
+                    self.complete_seq = d.seq
             frame = self._frame_for_me(waiting)
             seqs = [d.seq for d in waiting if d.seq is not None]
             if seqs:
@@ -466,7 +501,7 @@ def _connection_state(slug: str, user):
         selectors.user_in_room(user, room),
         blocked,
         banned,
-        muted_until(room.pk, user_id),
+        active_mute(room.pk, user_id) if user_id is not None else None,
         services.balance_of(user_id),
         selectors.pinned_events(room.pk, blocked=blocked),
     )

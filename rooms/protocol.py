@@ -246,8 +246,13 @@ def with_client_id(frame: dict[str, Any], client_id: str | None) -> dict[str, An
     return frame
 
 
-def batch_text(event_texts: list[str]) -> str:
-    """Several already-encoded events as one frame, without decoding them again."""
+def batch_text(event_texts: list[str], *, complete_to: int | None = None) -> str:
+    """Several already-encoded events as one frame, without decoding them again.
+
+    `complete_to`: the viewer has every event it is owed up to this seq (some were
+    withheld from it), sent as the batch's `last_seq`."""
+    if complete_to is not None:
+        return '{"type":"batch","events":[' + ",".join(event_texts) + '],"last_seq":' + str(complete_to) + "}"
     if len(event_texts) == 1:
         return event_texts[0]
     return '{"type":"batch","events":[' + ",".join(event_texts) + "]}"

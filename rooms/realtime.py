@@ -134,8 +134,10 @@ class Viewer(Protocol):
         actors: set[int],
         first_seq: int | None,
         last_seq: int | None,
+        dense: bool,
     ) -> None:
-        """Write `frame` (all of `deliveries`, in seq order) or what of it is for this viewer."""
+        """Write `frame` (all of `deliveries`, in seq order) or what of it is for this
+        viewer. `dense`: the deliveries' seqs run from first_seq to last_seq without a hole."""
 
     async def close_by_hub(self, code: int) -> None: ...
 
@@ -159,7 +161,7 @@ class RoomFeed:
         self.gap_timer: asyncio.TimerHandle | None = None
         self.presence_joined: dict[str, dict] = {}
         self.presence_left: dict[str, dict] = {}
-        self.presence_anonymous_changed = False
+        self.presence_changed = False
         self.presence_scheduled = False
 
     # Incoming events.
@@ -227,9 +229,11 @@ class RoomFeed:
             actors = {d.actor for d in deliveries if d.actor is not None}
             seqs = [d.seq for d in deliveries if d.seq is not None]
             first_seq, last_seq = (seqs[0], seqs[-1]) if seqs else (None, None)
+            # No hole inside this flush (seqs are sorted and unique).
+            dense = bool(seqs) and last_seq - first_seq + 1 == len(seqs)
             for viewer in list(self.viewers):
                 try:
-                    await viewer.offer(deliveries, frame, actors, first_seq, last_seq)
+                    await viewer.offer(deliveries, frame, actors, first_seq, last_seq, dense)
                 except Exception:
                     logger.exception("Delivery to %s failed", viewer.conn_id)
         for user_id, code in closes:
@@ -239,20 +243,19 @@ class RoomFeed:
     # Presence deltas: coalesced per process before they are published.
 
     def note_presence(self, change: presence_store.Change) -> None:
+        if change.joined is None and change.left is None:
+            return
+        # Even a join and a leave that cancel out here must be published: another
+        # process may already have announced a count that included this viewer.
+        self.presence_changed = True
         if change.joined is not None:
             key = _presence_key(change.joined)
-            if key is None:
-                self.presence_anonymous_changed = True
-            elif self.presence_left.pop(key, None) is None:
+            if key is not None and self.presence_left.pop(key, None) is None:
                 self.presence_joined[key] = change.joined
-        elif change.left is not None:
-            key = _presence_key(change.left)
-            if key is None:
-                self.presence_anonymous_changed = True
-            elif self.presence_joined.pop(key, None) is None:
-                self.presence_left[key] = change.left
         else:
-            return
+            key = _presence_key(change.left)
+            if key is not None and self.presence_joined.pop(key, None) is None:
+                self.presence_left[key] = change.left
         if not self.presence_scheduled:
             self.presence_scheduled = True
             asyncio.get_running_loop().call_later(
@@ -263,8 +266,8 @@ class RoomFeed:
         self.presence_scheduled = False
         joined, self.presence_joined = list(self.presence_joined.values()), {}
         left, self.presence_left = list(self.presence_left.values()), {}
-        anonymous, self.presence_anonymous_changed = self.presence_anonymous_changed, False
-        if not (joined or left or anonymous):
+        changed, self.presence_changed = self.presence_changed, False
+        if not changed:
             return
         store = presence_store.get_presence()
         try:

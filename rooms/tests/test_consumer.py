@@ -629,6 +629,27 @@ async def test_a_blocked_authors_messages_are_hidden_live_for_the_blocker_only(c
     assert [e["seq"] for e in await bystander.room_events(1)] == [2]
 
 
+async def test_a_frame_after_a_withheld_event_says_the_blocker_is_complete_up_to_it(
+    connect, room, host, viewer, outsider
+):
+    # Without it the blocker's client would see seq 2 after 0, take the hole at 1 for
+    # loss and go back to the log for an event it must never get.
+    await block(viewer, outsider)
+    blocker = await connect(room, viewer)
+
+    await send_messages(room, outsider, 1)
+    await blocker.expect_nothing()
+    await send_messages(room, host, 1, start=1)
+    (event,) = await blocker.room_events(1)
+
+    frames = [json.loads(text) for text in blocker.frames[1:]]
+    carrying_seq_2 = next(i for i, f in enumerate(frames) if 2 in [e.get("seq") for e in f.get("events", [f])])
+    vouched = [f["last_seq"] for f in frames[: carrying_seq_2 + 1] if f["type"] == "batch" and "last_seq" in f]
+    assert event["seq"] == 2
+    # Said with the next frame the blocker gets, whatever it carries (here maybe a roster delta).
+    assert vouched and vouched[0] >= 1
+
+
 async def test_a_blocked_authors_messages_are_left_out_of_history_for_the_blocker_only(
     connect, room, host, viewer, outsider
 ):

@@ -292,6 +292,11 @@ export class RoomConnection {
       // A handler may have torn the connection down (e.g. a resume found a reset log).
       if (!this.socket) return;
     }
+    // A batch with `last_seq` says everything up to there was sent: the holes in it were
+    // withheld from this viewer (people they blocked), not lost.
+    if (frame && frame.type === "batch" && Number.isInteger(frame.last_seq)) {
+      this.#deliver(this.seq.advanceTo(frame.last_seq));
+    }
   }
 
   #dispatch(frame) {
