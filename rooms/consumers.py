@@ -316,6 +316,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         servers every write goes through ASGI `send` and the outbox bound is the only one.
         """
         send = self.base_send
+        # Channels' session middleware wraps `send` to save the session on accept; the
+        # frames written here are plain websocket.send, which it passes through as is.
+        while not isinstance(send, functools.partial) and hasattr(getattr(send, "__self__", None), "real_send"):
+            send = send.__self__.real_send
         protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
         if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "send_queue", "STATE_OPEN")):
             return None
