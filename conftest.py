@@ -35,6 +35,12 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Every persona is created with a password; the production hasher costs ~0.3 s each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_memory_presence():
     # The in-memory roster is per process; tests must not see each other's viewers.
     presence._memory.reset()

@@ -15,12 +15,6 @@ def _channels_mode(request):
 
 
 @pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Personas are created with passwords; the production hasher costs most of a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _fresh_rate_limits(settings):
     """Rate-limit counters live in the cache and are keyed by user id. Ids repeat across
     tests (SQLite reuses them after a rollback) and, on Redis, across test runs sharing

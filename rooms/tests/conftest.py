@@ -25,12 +25,6 @@ def _fresh_rate_limits(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # Every persona is created with a password; the production hasher costs ~0.3 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _quick_presence(settings):
     # Presence deltas are coalesced for 250 ms by default; tests need not wait that long.
     settings.CHAT_PRESENCE_COALESCE_MS = 20

@@ -19,12 +19,6 @@ from rooms.services import check_send_tip, do_create_room, do_grant_coins, do_se
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Personas are created with passwords; the production hasher costs most of a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def other_host(db):
     # Hosts the side stage only; nothing in `room` is theirs.

@@ -31,12 +31,6 @@ from rooms.services import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # Personas are created with passwords; the production hasher costs most of a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def run(action, *args, **kwargs):
     """Call a service the way a request does: its on-commit publishing runs as it returns."""
     with TestCase.captureOnCommitCallbacks(execute=True):

@@ -49,12 +49,6 @@ WS_SPY = """
 """
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # People here sign in by session cookie; the production hasher would cost ~0.3 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def launch_browser(daphne_servers) -> Iterator[Callable[[], object]]:
     """`launch_browser()` starts headless Chromium (once) and returns the Browser."""

@@ -25,12 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SLUG = "stage"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # People here sign in by session cookie; the production hasher would cost ~0.3 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def launch_browser(daphne_servers) -> Iterator[Callable[[], object]]:
     with browser_launcher() as launch:
