@@ -161,7 +161,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 "blocked": sorted(self.blocked),
                 **({"muted_reason": mute.reason} if mute else {}),
             },
-            "roster": await _roster(store, self.room_id, offset=0, limit=50),
+            "roster": await self._roster_or_local(store, offset=0, limit=50),
             "history": history.events,
             "last_seq": history.last_seq,
             "history_truncated": history.truncated,
@@ -465,8 +465,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             text_data=encode({"type": "ack", "client_id": command.client_id, "blocked": sorted(self.blocked)})
         )
 
+    async def _roster_or_local(self, store, *, offset: int, limit: int) -> dict[str, Any]:
+        """The room's roster, or while the presence store is unreachable what this
+        process alone can see, so a viewer still gets in and reads the log."""
+        try:
+            return await _roster(store, self.room_id, offset=offset, limit=limit)
+        except Exception:
+            logger.warning("Presence store unavailable; answering with this process's viewers", exc_info=True)
+            return {"count": self.hub.local_viewers(self.room_id), "team": [], "audience": [], "offset": offset}
+
     async def do_roster(self, command: Command) -> None:
-        roster = await _roster(get_presence(), self.room_id, offset=command.args["offset"], limit=command.args["limit"])
+        roster = await self._roster_or_local(get_presence(), offset=command.args["offset"], limit=command.args["limit"])
         await self.send(text_data=encode(with_client_id({"type": "roster", **roster}, command.client_id)))
 
 

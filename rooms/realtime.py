@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 # How long a room feed waits for a missing seq (published out of order by two server
 # processes) before it delivers what it has; the client then fills the gap from the log.
 GAP_WAIT_SECONDS = 0.3
+# A publish that the channel layer has not taken by then is dropped (clients recover
+# from the log), so a hanging Redis cannot stall delivery behind it.
+PUBLISH_TIMEOUT_SECONDS = 2.0
+MAX_PENDING_PUBLISHES = 10_000
 
 
 def room_group(room_id: int) -> str:
@@ -98,6 +103,19 @@ def publish_user_control(user_id: int, kind: str, **payload: Any) -> None:
 
 
 def _group_send(group: str, message: dict[str, Any]) -> None:
+    """Publish from sync code (services run in the database thread, after commit).
+
+    In a server process the message is handed to the hub's publisher on the event loop
+    and this returns at once: the database thread, which every connection of the
+    process shares, never waits on Redis. Elsewhere (management commands, the shell)
+    it publishes and waits."""
+    hub = _server_hub
+    if hub is not None and hub.loop.is_running():
+        try:
+            hub.loop.call_soon_threadsafe(hub.enqueue_publish, group, message)
+            return
+        except RuntimeError:  # that loop closed meanwhile
+            pass
     layer = get_channel_layer()
     try:
         async_to_sync(layer.group_send)(group, message)
@@ -162,6 +180,7 @@ class RoomFeed:
         self.presence_joined: dict[str, dict] = {}
         self.presence_left: dict[str, dict] = {}
         self.presence_changed = False
+        self.subscribed = False
         self.presence_scheduled = False
 
     # Incoming events.
@@ -294,35 +313,79 @@ class Hub:
     """The live delivery path of one server process (one per event loop)."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.feeds: dict[int, RoomFeed] = {}
         self.channel: str | None = None
         self._receiver: asyncio.Task | None = None
         self._beater: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
+        self._outgoing: deque[tuple[str, dict[str, Any]]] = deque()
+        self._publishing = False
 
     def spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # Publishing, in order, off the database thread.
+
+    def enqueue_publish(self, group: str, message: dict[str, Any]) -> None:
+        if len(self._outgoing) >= MAX_PENDING_PUBLISHES:
+            # The channel layer is down or hanging. The event is stored; viewers fill
+            # the hole from the log (their next frame's seq, or their next ping).
+            logger.warning("Channel layer backlog full; dropping a live delivery to %s", group)
+            return
+        self._outgoing.append((group, message))
+        if not self._publishing:
+            self._publishing = True
+            self.spawn(self._publish_pending())
+
+    async def _publish_pending(self) -> None:
+        layer = get_channel_layer()
+        try:
+            while self._outgoing:
+                group, message = self._outgoing.popleft()
+                try:
+                    await asyncio.wait_for(layer.group_send(group, message), PUBLISH_TIMEOUT_SECONDS)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("Could not publish to %s; viewers will catch up from the log", group, exc_info=True)
+        finally:
+            self._publishing = False
+
+    # Subscriptions.
+
     async def _start(self) -> None:
+        if self._beater is None:
+            self._beater = asyncio.ensure_future(self._beat_loop())
         if self.channel is None:
             layer = get_channel_layer()
-            self.channel = await layer.new_channel(prefix="hub.")
-            await layer.group_add(SITE_GROUP, self.channel)
+            channel = await layer.new_channel(prefix="hub.")
+            await layer.group_add(SITE_GROUP, channel)
+            self.channel = channel
             self._receiver = asyncio.ensure_future(self._receive_loop())
-            self._beater = asyncio.ensure_future(self._beat_loop())
+
+    async def _subscribe(self, feed: RoomFeed) -> None:
+        """Subscribe this process to the room. If the channel layer is down, the viewers
+        still get their welcome from the log, and the beat loop tries again."""
+        try:
+            await self._start()
+            await get_channel_layer().group_add(room_group(feed.room_id), self.channel)
+            feed.subscribed = True
+        except Exception:
+            logger.warning("Could not subscribe to room %s; retrying", feed.room_id, exc_info=True)
 
     async def join(self, room_id: int, viewer: Viewer) -> None:
         """Start delivering the room's events to `viewer` and count it as present."""
         async with self._lock:
-            await self._start()
             feed = self.feeds.get(room_id)
             if feed is None:
                 feed = self.feeds[room_id] = RoomFeed(self, room_id)
-                await get_channel_layer().group_add(room_group(room_id), self.channel)
             feed.viewers.add(viewer)
+            if not feed.subscribed:
+                await self._subscribe(feed)
         await self._presence_join(feed, viewer)
 
     async def leave(self, room_id: int, viewer: Viewer) -> None:
@@ -338,7 +401,11 @@ class Hub:
         async with self._lock:
             if not feed.viewers and self.feeds.get(room_id) is feed:
                 del self.feeds[room_id]
-                await get_channel_layer().group_discard(room_group(room_id), self.channel)
+                if feed.subscribed:
+                    try:
+                        await get_channel_layer().group_discard(room_group(room_id), self.channel)
+                    except Exception:
+                        logger.warning("Could not unsubscribe from room %s", room_id, exc_info=True)
 
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)
@@ -387,32 +454,42 @@ class Hub:
                 await viewer.control(kind, payload)
 
     async def _beat_loop(self) -> None:
-        """Refresh this process's presence entries and age out those of dead processes."""
+        """Retry failed subscriptions every second; every CHAT_PRESENCE_BEAT_SECONDS,
+        refresh this process's presence entries and age out those of dead processes."""
         # Spread the processes' beats so they do not all sweep at the same moment.
-        await asyncio.sleep(settings.CHAT_PRESENCE_BEAT_SECONDS * (0.5 + _jitter()))
+        next_beat = time.monotonic() + settings.CHAT_PRESENCE_BEAT_SECONDS * (0.5 + _jitter())
         while True:
-            store = presence_store.get_presence()
-            holders: dict[str, list[str]] = {}
-            for feed in list(self.feeds.values()):
-                for viewer in list(feed.viewers):
-                    for key in viewer.limit_keys:
-                        holders.setdefault(key, []).append(viewer.conn_id)
+            await asyncio.sleep(1)
+            async with self._lock:
+                for feed in list(self.feeds.values()):
+                    if not feed.subscribed:
+                        await self._subscribe(feed)
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + settings.CHAT_PRESENCE_BEAT_SECONDS
+                await self._beat()
+
+    async def _beat(self) -> None:
+        store = presence_store.get_presence()
+        holders: dict[str, list[str]] = {}
+        for feed in list(self.feeds.values()):
+            for viewer in list(feed.viewers):
+                for key in viewer.limit_keys:
+                    holders.setdefault(key, []).append(viewer.conn_id)
+        try:
+            await store.refresh(holders)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("Connection-limit refresh failed", exc_info=True)
+        for room_id, feed in list(self.feeds.items()):
             try:
-                await store.refresh(holders)
+                await store.beat(room_id, [v.presence_entry() for v in list(feed.viewers)])
+                for change in await store.sweep(room_id):
+                    feed.note_presence(change)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("Connection-limit refresh failed", exc_info=True)
-            for room_id, feed in list(self.feeds.items()):
-                try:
-                    await store.beat(room_id, [v.presence_entry() for v in list(feed.viewers)])
-                    for change in await store.sweep(room_id):
-                        feed.note_presence(change)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.warning("Presence beat for room %s failed", room_id, exc_info=True)
-            await asyncio.sleep(settings.CHAT_PRESENCE_BEAT_SECONDS)
+                logger.warning("Presence beat for room %s failed", room_id, exc_info=True)
 
 
 def _jitter() -> float:
@@ -422,12 +499,19 @@ def _jitter() -> float:
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+# The hub of the most recently started event loop, which in a server process is its
+# only one: where sync code hands its publishes (see _group_send).
+_server_hub: Hub | None = None
+
+
 def get_hub() -> Hub:
     """The hub of the running event loop: one per server process in production."""
+    global _server_hub
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
         hub = _hubs[loop] = Hub()
+        _server_hub = hub
     return hub
 
 
