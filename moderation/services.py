@@ -12,10 +12,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from moderation.models import AuditEntry, Ban, Block, Mute
-from moderation.selectors import active_ban, active_mute, blocked_user_ids
+from moderation.selectors import blocked_user_ids
 from rooms import realtime
 from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from rooms.models import Message, Room, RoomEvent
@@ -94,7 +95,12 @@ def _moderation_event(
 
 
 def _end_active(model, room: Room, user, *, by, now) -> int:
-    return model.objects.filter(room=room, user=user, ended_at__isnull=True).update(ended_at=now, ended_by=by)
+    """End the user's restrictions of this kind still in force; how many there were."""
+    return (
+        model.objects.filter(room=room, user=user, ended_at__isnull=True)
+        .filter(Q(until__isnull=True) | Q(until__gt=now))
+        .update(ended_at=now, ended_by=by)
+    )
 
 
 def _user(user_id: int):
@@ -139,13 +145,8 @@ def check_unmute(actor, room_id: int, *, user: int | str) -> RoomEvent:
     return do_unmute(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
 
 
-@transaction.atomic
 def do_unmute(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
-    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
-    if active_mute(room.pk, target.pk) is None:
-        raise NotFound(f"{target.get_username()} is not muted.")
-    _end_active(Mute, room, target, by=by, now=timezone.now())
-    return _moderation_event(room, action="unmute", by=by, target=target)
+    return _lift(Mute, action="unmute", state="muted", room_id=room_id, target_id=target_id, by_id=by_id)
 
 
 # Kick and ban.
@@ -201,13 +202,17 @@ def check_unban(actor, room_id: int, *, user: int | str) -> RoomEvent:
     return do_unban(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
 
 
-@transaction.atomic
 def do_unban(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
+    return _lift(Ban, action="unban", state="banned", room_id=room_id, target_id=target_id, by_id=by_id)
+
+
+@transaction.atomic
+def _lift(model, *, action: str, state: str, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
+    """End a mute or ban early."""
     room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
-    if active_ban(room.pk, target.pk) is None:
-        raise NotFound(f"{target.get_username()} is not banned.")
-    _end_active(Ban, room, target, by=by, now=timezone.now())
-    return _moderation_event(room, action="unban", by=by, target=target)
+    if not _end_active(model, room, target, by=by, now=timezone.now()):
+        raise NotFound(f"{target.get_username()} is not {state}.")
+    return _moderation_event(room, action=action, by=by, target=target)
 
 
 # Deleting messages.
