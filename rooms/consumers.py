@@ -48,6 +48,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_FAR_BEHIND = 4409
 CLOSE_FLOODING = 4429
+CLOSE_SERVER_ERROR = 1011
 # Bytes the server may hold for one viewer that is not reading before it is told to
 # resync from the log: bounds memory per connection whatever the room does.
 TRANSPORT_BACKLOG_MAX = 1 << 20
@@ -336,6 +337,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room_id is None or self.closed:
             return
+        try:
+            await self._answer(text_data)
+        except Exception:
+            # Closing here, rather than letting the error end the consumer, still runs
+            # disconnect(): the viewer leaves the hub and the roster.
+            logger.exception("Could not answer a frame; closing the connection")
+            await self.close_by_hub(CLOSE_SERVER_ERROR)
+
+    async def _answer(self, text_data: str | None) -> None:
         try:
             command = parse_client_frame(text_data)
         except ProtocolError as exc:

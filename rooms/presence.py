@@ -10,6 +10,7 @@ CHAT_PRESENCE_TTL_SECONDS and so that a Redis that restarted empty is refilled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -166,6 +167,29 @@ return 0
 """
 
 
+class PresenceUnavailable(Exception):
+    """Redis failed a moment ago; callers fall back without waiting on it again."""
+
+
+# After a failed call, others fail at once for this long: a connecting viewer makes
+# several presence calls, and while Redis hangs each would wait out its own timeout.
+OUTAGE_HOLD_SECONDS = 2.0
+
+
+def _failing_fast(method):
+    @functools.wraps(method)
+    async def guarded(self, *args, **kwargs):
+        if time.monotonic() < self.down_until:
+            raise PresenceUnavailable("Redis failed a moment ago")
+        try:
+            return await method(self, *args, **kwargs)
+        except Exception:
+            self.down_until = time.monotonic() + OUTAGE_HOLD_SECONDS
+            raise
+
+    return guarded
+
+
 class RedisPresence:
     """The shared roster of every process, for the scale-out mode."""
 
@@ -173,13 +197,21 @@ class RedisPresence:
         import redis.asyncio as aioredis
 
         self.prefix = prefix
+        self.down_until = 0.0
         self.client = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, max_connections=1000, decode_responses=True
+            url,
+            # Short: a connecting viewer waits on these, and while Redis hangs it should
+            # get its welcome from the log soon rather than after several long timeouts.
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            max_connections=1000,
+            decode_responses=True,
         )
         self._join = self.client.register_script(_JOIN)
         self._leave = self.client.register_script(_LEAVE)
         self._admit = self.client.register_script(_ADMIT)
 
+    @_failing_fast
     async def admit(self, conn_id: str, limits: list[tuple[str, int]]) -> str | None:
         now = time.time()
         ttl = settings.CHAT_PRESENCE_TTL_SECONDS
@@ -187,12 +219,14 @@ class RedisPresence:
         over = await self._admit(keys=keys, args=[conn_id, now, now - ttl, ttl, *[limit for _, limit in limits]])
         return limits[over - 1][0] if over else None
 
+    @_failing_fast
     async def release(self, conn_id: str, keys: list[str]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.zrem(f"{self.prefix}:conns:{key}", conn_id)
             await pipe.execute()
 
+    @_failing_fast
     async def refresh(self, conn_ids_by_key: dict[str, list[str]]) -> None:
         now = time.time()
         ttl = settings.CHAT_PRESENCE_TTL_SECONDS
@@ -215,18 +249,21 @@ class RedisPresence:
             "1" if entry.is_team else "0",
         ]
 
+    @_failing_fast
     async def join(self, room_id: int, entry: Entry) -> Change:
         refs = await self._join(keys=self._keys(room_id), args=self._join_args(entry, time.time()))
         if refs == 1:
             return Change(joined=entry.user or {})
         return Change()
 
+    @_failing_fast
     async def leave(self, room_id: int, conn_id: str) -> Change:
         result = await self._leave(keys=self._keys(room_id), args=[conn_id])
         if not result:
             return Change()
         return Change(left=json.loads(result))
 
+    @_failing_fast
     async def beat(self, room_id: int, entries: list[Entry]) -> None:
         keys = self._keys(room_id)
         now = time.time()
@@ -237,6 +274,7 @@ class RedisPresence:
                 await self._join(keys=keys, args=self._join_args(entry, now), client=pipe)
             await pipe.execute()
 
+    @_failing_fast
     async def sweep(self, room_id: int) -> list[Change]:
         """Drop connections whose process stopped refreshing them."""
         keys = self._keys(room_id)
@@ -249,9 +287,11 @@ class RedisPresence:
                 changes.append(change)
         return changes
 
+    @_failing_fast
     async def count(self, room_id: int) -> int:
         return await self.client.hlen(self._keys(room_id)[2])
 
+    @_failing_fast
     async def team(self, room_id: int) -> list[dict[str, Any]]:
         keys = self._keys(room_id)
         members = list(await self.client.smembers(keys[4]))
@@ -260,6 +300,7 @@ class RedisPresence:
         infos = await self.client.hmget(keys[3], members)
         return sorted((json.loads(i) for i in infos if i), key=_by_name)
 
+    @_failing_fast
     async def audience(self, room_id: int, *, offset: int, limit: int) -> list[dict[str, Any]]:
         keys = self._keys(room_id)
         info = await self.client.hgetall(keys[3])
@@ -306,6 +347,6 @@ def _sync_counts(room_ids: list[int]) -> dict[int, int]:
         with client.pipeline(transaction=False) as pipe:
             for room_id in room_ids:
                 pipe.hlen(f"{prefix}:presence:{room_id}:refs")
-            return {room_id: int(n) for room_id, n in zip(room_ids, pipe.execute())}
+            return {room_id: int(n) for room_id, n in zip(room_ids, pipe.execute(), strict=True)}
     finally:
         client.close()

@@ -27,7 +27,7 @@ TITLE_MAX = 200
 
 def encode(obj: dict[str, Any]) -> str:
     """The one JSON encoding of the protocol: compact, UTF-8 kept as is."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -193,6 +193,42 @@ PARSERS = {
 REQUIRES_CLIENT_ID = {"send", "tip"}
 
 
+def _is_clean_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def _check_storable(frame: dict, client_id: str | None) -> None:
+    """Refuse what JSON allows but nothing downstream can store or send back: lone
+    surrogates (not encodable as UTF-8), NUL characters (PostgreSQL text refuses them)
+    and NaN or infinite numbers (not JSON on the way out)."""
+    try:
+        json.dumps(frame, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        raise ProtocolError(
+            "bad_request", "The frame holds text or numbers that cannot be stored.", client_id=client_id
+        ) from None
+    try:
+        has_nul = _has_nul(frame)
+    except RecursionError:
+        raise ProtocolError("bad_request", "The frame is nested too deeply.", client_id=client_id) from None
+    if has_nul:
+        raise ProtocolError("bad_request", "The frame holds a NUL character.", client_id=client_id)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def parse_client_frame(text: str | None) -> Command:
     """Turn one client text frame into a Command, or raise ProtocolError."""
     if text is None:
@@ -206,8 +242,11 @@ def parse_client_frame(text: str | None) -> Command:
     if not isinstance(frame, dict):
         raise ProtocolError("bad_request", "A frame must be a JSON object.")
     client_id = frame.get("client_id")
-    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX):
+    if client_id is not None and (
+        not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX or not _is_clean_text(client_id)
+    ):
         raise ProtocolError("bad_request", f"`client_id` must be a string of 1 to {CLIENT_ID_MAX} characters.")
+    _check_storable(frame, client_id)
     kind = frame.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("bad_request", "A frame needs a string `type`.", client_id=client_id)

@@ -37,18 +37,30 @@ class RoomWriter:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
-                try:
-                    messages = await database_sync_to_async(store_messages)([p for p, _ in batch])
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), message in zip(batch, messages, strict=True):
-                    if not future.done():
-                        future.set_result(message)
+                if len(batch) == 1:
+                    await self._store(batch)
+                elif not await self._store(batch, fail=False):
+                    # One message the database refuses must not fail the others with it.
+                    for one in batch:
+                        await self._store([one])
         finally:
             self.draining = False
+
+    async def _store(self, batch: list[tuple[PreparedMessage, asyncio.Future]], *, fail: bool = True) -> bool:
+        """Store `batch` in one transaction and settle its futures. On failure, fail
+        them (or with fail=False leave them pending) and answer False."""
+        try:
+            messages = await database_sync_to_async(store_messages)([prepared for prepared, _ in batch])
+        except Exception as exc:
+            if fail:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            return False
+        for (_, future), message in zip(batch, messages, strict=True):
+            if not future.done():
+                future.set_result(message)
+        return True
 
 
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,0 +1,173 @@
+"""Flooding: too many sockets, too many commands, too many bytes from one client.
+
+Each limit protects everybody else in the room: past it the offender gets errors, then
+is closed (4429), and the server's memory does not grow with what one client sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.faults.harness import make_cast, report, rss_kib
+from tests.faults.rawws import open_raw
+from tests.faults.resilient import ResilientClient
+from tests.live.clients import session_cookie_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
+
+USER_LIMIT = 5
+
+
+@pytest.mark.multiprocess
+async def test_one_connection_over_the_per_user_limit_across_processes_is_closed_4429(private_redis, servers_on):
+    a, b = servers_on(private_redis, 2, env={"CHAT_MAX_CONNECTIONS_PER_USER": str(USER_LIMIT)})
+    cast = await make_cast("limit", moderators=0, members=2)
+    alice, bob = cast.members
+
+    def tab(server, user, n):
+        label = f"{user.username}#{n}"
+        return ResilientClient([server], "limit", user=user, label=label, reconnect=False, ping_every=60)
+
+    # The limit counts sockets on every process: 3 here, 2 there.
+    open_tabs = [tab([a, b][n % 2], alice, n) for n in range(USER_LIMIT)]
+    for t in open_tabs:
+        await t.start()
+    extra = tab(a, alice, USER_LIMIT)
+    others = [tab(b, bob, 0)]
+    try:
+        with pytest.raises(AssertionError, match="no welcome"):
+            await extra.start(timeout=5)
+        await extra.wait_until(lambda: extra.final_close is not None, 10, "closed")
+        assert extra.final_close == 4429, extra.stats.close_codes
+        assert not extra.welcomes, "refused, yet welcomed first"
+        # Someone else is not affected, and a freed slot can be used again.
+        await others[0].start()
+        await open_tabs[0].stop()
+        again = tab(b, alice, "again")
+        others.append(again)
+        # The slot is released when the server has seen the close.
+        await asyncio.sleep(0.5)
+        await again.start()
+        assert again.welcomes
+    finally:
+        for t in [*open_tabs, extra, *others]:
+            await t.stop()
+
+
+async def test_a_command_flood_gets_rate_limited_errors_then_a_4429_close(daphne_servers):
+    (server,) = daphne_servers(1)
+    cast = await make_cast("flood", moderators=0, members=2)
+    bystander = await ResilientClient([server], "flood", user=cast.members[1], ping_every=60).start()
+    cookie = await sync_to_async(session_cookie_for)(cast.members[0])
+    try:
+        async with connect(
+            f"{server.ws_url}/ws/rooms/flood/",
+            origin=server.origin,
+            additional_headers=[("Cookie", f"{cookie['name']}={cookie['value']}")],
+            proxy=None,
+            ping_interval=None,
+        ) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            for n in range(300):
+                await ws.send(json.dumps({"type": "ping", "ts": n, "client_id": f"f{n}"}))
+            replies = []
+            with contextlib.suppress(ConnectionClosed):
+                async for frame in ws:
+                    obj = json.loads(frame)
+                    replies.extend(obj["events"] if obj["type"] == "batch" else [obj])
+            close_code = ws.close_code
+        pongs = [r for r in replies if r["type"] == "pong"]
+        limited = [r for r in replies if r["type"] == "error" and r["code"] == "rate_limited"]
+        assert pongs, "no command at all was served"
+        assert limited and all(r["retry_after"] > 0 for r in limited)
+        # The burst allowance is served in full before anything is refused.
+        assert all(r["type"] == "pong" for r in replies[: int(0.9 * 40)]), replies[:40]
+        assert close_code == 4429, close_code
+        assert (await bystander.request({"type": "ping", "ts": 0, "client_id": "ok"}))["type"] == "pong"
+        report("command flood", sent=300, pongs=len(pongs), rate_limited=len(limited), close=close_code)
+    finally:
+        await bystander.stop()
+
+
+MAX_FRAME = 8192
+# Far more than the command budget lets through: the rest must be dropped, not queued.
+BLAST_BYTES = 48 << 20
+RSS_GROWTH_LIMIT_KIB = 64 * 1024
+
+
+async def test_one_client_blasting_max_size_frames_does_not_grow_server_memory(daphne_servers):
+    (server,) = daphne_servers(1)
+    cast = await make_cast("blast", moderators=0, members=2)
+    bystander = await ResilientClient([server], "blast", user=cast.members[1], ping_every=60).start()
+    cookie = await sync_to_async(session_cookie_for)(cast.members[0])
+    try:
+        rss_before = rss_kib(server.pid)
+        raw = await open_raw(server, "/ws/rooms/blast/", cookie=cookie)
+        assert (await raw.read_json())["type"] == "welcome"
+        # The biggest frame a command may be: a ping whose `ts` fills it.
+        frame = json.dumps({"type": "ping", "ts": ""})
+        frame = json.dumps({"type": "ping", "ts": "x" * (MAX_FRAME - len(frame))})
+        assert len(frame) == MAX_FRAME
+        peak = rss_before
+        began = time.monotonic()
+        sent = 0
+        # Written as fast as the socket takes them, replies never read: the server sees
+        # frames arrive far faster than it answers them.
+        try:
+            while sent < BLAST_BYTES:
+                await raw.send_text(frame)
+                sent += len(frame)
+                if sent % (1 << 20) < MAX_FRAME:
+                    peak = max(peak, rss_kib(server.pid))
+        except (ConnectionError, OSError):
+            pass
+        blast_s = time.monotonic() - began
+        for _ in range(10):
+            peak = max(peak, rss_kib(server.pid))
+            await asyncio.sleep(0.1)
+        await raw.close()
+        await asyncio.sleep(0.5)
+        rss_after = rss_kib(server.pid)
+        assert server.alive()
+        assert (await bystander.request({"type": "ping", "ts": 0, "client_id": "ok"}))["type"] == "pong"
+        report(
+            "byte flood",
+            sent_mib=round(sent / (1 << 20), 1),
+            blast_s=round(blast_s, 2),
+            rss_before_kib=rss_before,
+            rss_peak_kib=peak,
+            rss_after_kib=rss_after,
+        )
+        assert sent < BLAST_BYTES, "the server read 48 MiB of commands from one client without closing it"
+        assert peak - rss_before < RSS_GROWTH_LIMIT_KIB, f"RSS grew {peak - rss_before} KiB"
+    finally:
+        await bystander.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a frame over daphne's 1 MiB message limit is not answered too_large or closed "
+    "1009 as PROTOCOL.md says: autobahn fails the connection by dropping TCP (failByDrop, "
+    "daphne's default), so the client sees 1006 and cannot tell it from a network fault",
+)
+async def test_a_frame_over_the_transport_limit_is_closed_1009(daphne_servers):
+    (server,) = daphne_servers(1)
+    await make_cast("oversized", moderators=0, members=1)
+    async with connect(
+        f"{server.ws_url}/ws/rooms/oversized/", origin=server.origin, proxy=None, max_size=None, ping_interval=None
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await ws.send(json.dumps({"type": "ping", "ts": "y" * ((1 << 20) + 64)}))
+        with contextlib.suppress(ConnectionClosed):
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert reply["type"] == "error" and reply["code"] == "too_large", reply
+            return
+        assert ws.close_code == 1009, f"closed {ws.close_code}"
