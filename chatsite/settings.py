@@ -110,11 +110,10 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 try:
     # Persistent connections: Channels closes "old" connections around every database
     # call, and opening a PostgreSQL connection per chat line costs more than the line.
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600), conn_health_checks=True
-        )
-    }
+    # No health checks: Channels would ping the database before every call (a round
+    # trip on the one thread all of a process's database calls share); a connection
+    # that broke fails its query and is replaced on the next call.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600))}
 except Exception as exc:  # dj-database-url raises several types for junk URLs
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -14,7 +14,7 @@ from django.utils import timezone
 from moderation.selectors import active_restriction_subqueries, blocked_user_ids
 from rooms.errors import NotFound
 from rooms.models import Membership, Message, Room, RoomEvent, Tip
-from rooms.permissions import Standing, is_site_staff, standing
+from rooms.permissions import Standing, is_site_staff, standing, standings
 from rooms.presence import online_counts
 from rooms.protocol import parse_iso
 
@@ -50,8 +50,9 @@ def user_with_standing(user, where: Standing) -> dict[str, Any]:
 
 
 def room_hosts(room: Room) -> list[dict[str, Any]]:
-    members = Membership.objects.filter(room=room, role="host").select_related("user").order_by("user__username")
-    return [user_brief(m.user, role="host") for m in members]
+    hosts = [m.user for m in Membership.objects.filter(room=room, role="host").select_related("user")]
+    where = standings(hosts, room)
+    return sorted((user_with_standing(user, where[user.pk]) for user in hosts), key=lambda u: u["name"])
 
 
 def room_state(room: Room) -> dict[str, Any]:
