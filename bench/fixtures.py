@@ -1,0 +1,88 @@
+"""Bench fixtures: a room, sender users who are its moderators, and their sessions.
+
+Run in its own process (run.py does) with the server's DJANGO_SETTINGS_MODULE,
+DATABASE_URL and REDIS_URL, so the load generator itself never imports Django. Prints
+one JSON object on its last line of stdout:
+
+    {"room_id": 1, "slug": "bench-1", "last_seq": 0, "sessions": ["...", ...]}
+
+Idempotent: users and the room are reused when they exist; sessions are new each time.
+
+    DATABASE_URL=... python bench/fixtures.py --slug bench --senders 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def setup_django() -> None:
+    sys.path.insert(0, ROOT)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    import django
+
+    django.setup()
+
+
+def make(slug: str, senders: int, host: str, sender_prefix: str, live: bool) -> dict:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from rooms import services
+    from rooms.models import Membership, Room
+
+    User = get_user_model()
+
+    def user(name: str):
+        u, created = User.objects.get_or_create(username=name)
+        if created:
+            u.set_unusable_password()
+            u.save(update_fields=["password"])
+        return u
+
+    user(host)
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        room = services.do_create_room(slug=slug, title=f"Bench {slug}", host_username=host)
+    if live and not room.is_live:
+        # Viewers read any public room; live is how a real audience finds it.
+        services.do_update_room(room_id=room.pk, actor_id=None, is_live=True)
+
+    sessions = []
+    team = set(Membership.objects.filter(room=room).values_list("user__username", flat=True))
+    for i in range(senders):
+        name = f"{sender_prefix}{i}"
+        u = user(name)
+        if name not in team:
+            # Moderators are exempt from the member send rate limit (5 per 5 s).
+            services.do_set_role(room_id=room.pk, username=name, role="moderator")
+        s = SessionStore()
+        s[SESSION_KEY] = str(u.pk)
+        s[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        s[HASH_SESSION_KEY] = u.get_session_auth_hash()
+        s.create()
+        sessions.append(s.session_key)
+    room.refresh_from_db()
+    return {"room_id": room.pk, "slug": room.slug, "last_seq": room.last_seq, "sessions": sessions}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--slug", default="bench")
+    p.add_argument("--senders", type=int, default=10)
+    p.add_argument("--host-user", default="bench-host")
+    p.add_argument("--sender-prefix", default="bench-sender-")
+    p.add_argument("--not-live", dest="live", action="store_false")
+    args = p.parse_args(argv)
+    setup_django()
+    out = make(args.slug, args.senders, args.host_user, args.sender_prefix, args.live)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
