@@ -3,6 +3,9 @@ enforced on viewers connected to another, through Redis."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -80,3 +83,29 @@ async def test_a_ban_on_one_process_closes_the_target_on_the_other_within_a_seco
         assert await retry.wait_closed() == 4403
         assert not any(e["type"] == "welcome" for e in retry.events)
     print(f"ban closed the socket on the other process after {closed_after:.3f} s")
+
+
+async def test_a_site_notice_reaches_every_room_on_every_process(daphne_servers, ws_connect):
+    a, b = daphne_servers(2)
+    first = await make_cast("site-one")
+    second = await make_cast("site-two")
+    on_a = await ws_connect(a, "site-one", user=first.alice)
+    on_b = await ws_connect(b, "site-two", user=second.bob)
+    await on_a.expect_welcome()
+    await on_b.expect_welcome()
+
+    # The operator's command runs in a process of its own, like on a real deployment.
+    done = subprocess.run(
+        [sys.executable, "manage.py", "announce", "--site", "--level", "warning", "Maintenance at 03:00 UTC"],
+        env={**os.environ, **a.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+    for client in (on_a, on_b):
+        notice = await client.wait_for(lambda e: e["type"] == "notice")
+        assert notice["scope"] == "site" and notice["level"] == "warning"
+        assert notice["body"] == "Maintenance at 03:00 UTC"
+        assert isinstance(notice["seq"], int)
