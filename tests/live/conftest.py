@@ -434,3 +434,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = redis_unreachable_reason(redis_url_for_servers())
         if reason:
             skip_or_fail(reason)
+
+
+# Browser tests.
+
+
+@pytest.fixture
+def launch_browser(daphne_servers) -> Iterator[Callable[[], object]]:
+    """`launch_browser()` starts headless Chromium (once) and returns the Browser."""
+    from tests.live.browser_helpers import browser_launcher
+
+    with browser_launcher() as launch:
+        yield launch
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path: Path) -> Path:
+    # CHATSITE_TEST_SCREENSHOTS keeps the pictures somewhere to look at after the run.
+    target = Path(os.environ.get("CHATSITE_TEST_SCREENSHOTS") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target

@@ -9,16 +9,13 @@ writes its database rows before it calls `launch_browser()` (see browser_helpers
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from rooms.services import do_create_room, do_send_message
-from tests.live.browser_helpers import PASSWORD, Viewer, browser_launcher, make_user
+from tests.live.browser_helpers import PASSWORD, Viewer, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -47,21 +44,6 @@ WS_SPY = """
   window.WebSocket = SpyWebSocket;
 })();
 """
-
-
-@pytest.fixture
-def launch_browser(daphne_servers) -> Iterator[Callable[[], object]]:
-    """`launch_browser()` starts headless Chromium (once) and returns the Browser."""
-    with browser_launcher() as launch:
-        yield launch
-
-
-@pytest.fixture
-def screenshot_dir(tmp_path: Path) -> Path:
-    # CHATSITE_TEST_SCREENSHOTS keeps the pictures somewhere to look at after the run.
-    target = Path(os.environ.get("CHATSITE_TEST_SCREENSHOTS") or tmp_path)
-    target.mkdir(parents=True, exist_ok=True)
-    return target
 
 
 @pytest.fixture

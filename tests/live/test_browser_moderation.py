@@ -8,34 +8,18 @@ Each test writes its rows first and then starts the browser (see browser_helpers
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from moderation.services import do_delete_message
 from rooms.services import do_create_room, do_grant_coins, do_send_message, do_send_tip, do_set_role, do_update_room
-from tests.live.browser_helpers import Viewer, browser_launcher, make_user
+from tests.live.browser_helpers import Viewer, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SLUG = "stage"
-
-
-@pytest.fixture
-def launch_browser(daphne_servers) -> Iterator[Callable[[], object]]:
-    with browser_launcher() as launch:
-        yield launch
-
-
-@pytest.fixture
-def screenshot_dir(tmp_path: Path) -> Path:
-    target = Path(os.environ.get("CHATSITE_TEST_SCREENSHOTS") or tmp_path)
-    target.mkdir(parents=True, exist_ok=True)
-    return target
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ script runs, no element appears, in the history, live, in pins and on the room l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from rooms.services import (
@@ -15,7 +13,7 @@ from rooms.services import (
     do_send_tip,
     do_update_room,
 )
-from tests.live.browser_helpers import Viewer, browser_launcher, make_user
+from tests.live.browser_helpers import Viewer, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,12 +25,6 @@ PAYLOADS = [
     "<iframe srcdoc='<script>alert(5)</script>'></iframe>",
     "{{7*7}} ${alert(6)} </textarea><b>bold</b>",
 ]
-
-
-@pytest.fixture
-def launch_browser(daphne_servers) -> Iterator:
-    with browser_launcher() as launch:
-        yield launch
 
 
 def test_payloads_in_titles_messages_notices_and_tip_notes_render_as_text(daphne_servers, login_cookie, launch_browser):
