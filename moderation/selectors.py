@@ -92,23 +92,23 @@ def send_restriction(
 
 
 def take_send_token(user_id: int) -> RateLimited | None:
-    """Fixed-window counters in the shared cache (Redis when configured), so the limit
-    holds across server processes: a burst window and a sustained one."""
+    """Sliding windows (a burst one and a sustained one) over the user's recent send
+    times, kept in the shared cache (Redis when configured) so the limit holds across
+    server processes. Fixed windows would let a burst straddle a boundary twice."""
     now = time.time()
-    for count, window in (settings.CHAT_SEND_RATE_BURST, settings.CHAT_SEND_RATE_SUSTAINED):
-        bucket = int(now // window)
-        key = f"rl:send:{user_id}:{window}:{bucket}"
-        cache.add(key, 0, timeout=window + 1)
-        try:
-            used = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=window + 1)
-            used = 1
-        if used > count:
-            retry_after = (bucket + 1) * window - now
+    limits = (settings.CHAT_SEND_RATE_BURST, settings.CHAT_SEND_RATE_SUSTAINED)
+    longest = max(window for _, window in limits)
+    key = f"rl:send:{user_id}"
+    sent = [t for t in cache.get(key, []) if t > now - longest]
+    for count, window in limits:
+        recent = [t for t in sent if t > now - window]
+        if len(recent) >= count:
+            retry_after = recent[-count] + window - now
             return RateLimited(
                 f"You are sending too fast: at most {count} messages in {window} s.", retry_after=max(retry_after, 0.05)
             )
+    sent.append(now)
+    cache.set(key, sent, timeout=longest + 1)
     return None
 
 

@@ -173,7 +173,7 @@ class PresenceUnavailable(Exception):
 
 # After a failed call, others fail at once for this long: a connecting viewer makes
 # several presence calls, and while Redis hangs each would wait out its own timeout.
-OUTAGE_HOLD_SECONDS = 2.0
+OUTAGE_HOLD_SECONDS = 1.0
 
 
 def _failing_fast(method):

@@ -181,6 +181,8 @@ class RoomFeed:
         self.presence_left: dict[str, dict] = {}
         self.presence_changed = False
         self.subscribed = False
+        # Viewers whose presence entry could not be written yet.
+        self.unannounced: set[Viewer] = set()
         self.presence_scheduled = False
 
     # Incoming events.
@@ -321,6 +323,7 @@ class Hub:
         self._tasks: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
         self._outgoing: deque[tuple[str, dict[str, Any]]] = deque()
+        self._unfinished_leaves: list[tuple[RoomFeed, str]] = []
         self._publishing = False
 
     def spawn(self, coro) -> None:
@@ -397,7 +400,10 @@ class Hub:
             change = await presence_store.get_presence().leave(room_id, viewer.conn_id)
             feed.note_presence(change)
         except Exception:
-            logger.warning("Presence store unavailable on leave; the entry will age out", exc_info=True)
+            # Retried every second, so the roster does not count this viewer until the
+            # entry would age out.
+            logger.warning("Presence store unavailable on leave; retrying", exc_info=True)
+            self._unfinished_leaves.append((feed, viewer.conn_id))
         async with self._lock:
             if not feed.viewers and self.feeds.get(room_id) is feed:
                 del self.feeds[room_id]
@@ -415,9 +421,31 @@ class Hub:
         try:
             change = await presence_store.get_presence().join(feed.room_id, viewer.presence_entry())
         except Exception:
-            logger.warning("Presence store unavailable on join; the next beat adds it", exc_info=True)
+            logger.warning("Presence store unavailable on join; retrying", exc_info=True)
+            feed.unannounced.add(viewer)
             return
         feed.note_presence(change)
+
+    async def _retry_presence(self) -> None:
+        """Finish the joins and leaves that failed while the presence store was away."""
+        store = presence_store.get_presence()
+        leaves, self._unfinished_leaves = self._unfinished_leaves, []
+        for index, (feed, conn_id) in enumerate(leaves):
+            try:
+                feed.note_presence(await store.leave(feed.room_id, conn_id))
+            except Exception:
+                self._unfinished_leaves.extend(leaves[index:])
+                return
+        for feed in list(self.feeds.values()):
+            for viewer in list(feed.unannounced):
+                if viewer not in feed.viewers:
+                    feed.unannounced.discard(viewer)
+                    continue
+                try:
+                    feed.note_presence(await store.join(feed.room_id, viewer.presence_entry()))
+                except Exception:
+                    return
+                feed.unannounced.discard(viewer)
 
     async def _receive_loop(self) -> None:
         layer = get_channel_layer()
@@ -454,7 +482,7 @@ class Hub:
                 await viewer.control(kind, payload)
 
     async def _beat_loop(self) -> None:
-        """Retry failed subscriptions every second; every CHAT_PRESENCE_BEAT_SECONDS,
+        """Retry failed subscriptions and presence writes every second; every CHAT_PRESENCE_BEAT_SECONDS,
         refresh this process's presence entries and age out those of dead processes."""
         # Spread the processes' beats so they do not all sweep at the same moment.
         next_beat = time.monotonic() + settings.CHAT_PRESENCE_BEAT_SECONDS * (0.5 + _jitter())
@@ -464,6 +492,7 @@ class Hub:
                 for feed in list(self.feeds.values()):
                     if not feed.subscribed:
                         await self._subscribe(feed)
+            await self._retry_presence()
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + settings.CHAT_PRESENCE_BEAT_SECONDS
                 await self._beat()
