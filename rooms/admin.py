@@ -8,7 +8,7 @@ from moderation import services as moderation
 from rooms import services
 from rooms.admin_scope import RoomScopedAdmin, StaffOnlyAdmin
 from rooms.models import LedgerEntry, Membership, Message, Notice, Room, RoomEvent, Tip, Wallet
-from rooms.permissions import HOST, actor_rank, is_site_staff
+from rooms.permissions import is_site_staff
 from rooms.presence import online_counts
 from rooms.selectors import leaderboard
 
@@ -122,13 +122,11 @@ class MembershipAdmin(RoomScopedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        if actor_rank(request.user, obj.room) < HOST:
-            self.message_user(request, "Only the room's hosts and staff appoint its team.", level="error")
-            return
         membership = self.run_service(
             request,
-            services.do_set_role,
-            room_id=obj.room_id,
+            services.check_set_role,
+            request.user,
+            obj.room_id,
             username=obj.user.get_username(),
             role=obj.role,
             success=f"{obj.user} is now {obj.role} of {obj.room}.",
@@ -141,8 +139,9 @@ class MembershipAdmin(RoomScopedAdmin):
         for membership in queryset.select_related("room", "user"):
             self.run_service(
                 request,
-                services.do_set_role,
-                room_id=membership.room_id,
+                services.check_set_role,
+                request.user,
+                membership.room_id,
                 username=membership.user.get_username(),
                 role="member",
                 success=f"{membership.user} is a member of {membership.room} again.",

@@ -18,7 +18,7 @@ from rooms.services.messages import (
     store_messages,
 )
 from rooms.services.notices import check_announce, do_announce, do_site_announce
-from rooms.services.rooms import check_update_room, do_create_room, do_set_role, do_update_room
+from rooms.services.rooms import check_set_role, check_update_room, do_create_room, do_set_role, do_update_room
 from rooms.services.tips import (
     InsufficientFunds,
     InvalidAmount,
@@ -30,6 +30,7 @@ from rooms.services.tips import (
 )
 
 __all__ = [
+    "check_set_role",
     "PreparedMessage",
     "prepare_message",
     "store_messages",

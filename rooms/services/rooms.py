@@ -44,6 +44,18 @@ def _open_admin_to(user) -> None:
         user.save(update_fields=["is_staff"])
 
 
+def check_set_role(actor, room_id: int, *, username: str, role: str) -> Membership | None:
+    """Appoint or remove a team member: the room's hosts and staff."""
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("No such room.")
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in first.")
+    if actor_rank(actor, room) < HOST:
+        raise Forbidden("Only the room's hosts and staff appoint its team.")
+    return do_set_role(room_id=room.pk, username=username, role=role)
+
+
 def do_set_role(*, room_id: int, username: str, role: str) -> Membership | None:
     """Appoint a host or moderator, or with role "member" take the seat away."""
     if role not in ("host", "moderator", "member"):
