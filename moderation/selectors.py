@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import DateTimeField, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from moderation.models import AuditEntry, Ban, Block, Mute
@@ -46,23 +46,28 @@ def active_ban(room_id: int, user_id: int, *, now: datetime | None = None) -> Ba
     return _active(Ban, room_id, user_id, now or timezone.now())
 
 
-def restriction_ends(model, *, room_ref, user_id: int, now: datetime) -> Subquery:
-    """When `user_id`'s active restriction in the room ends, as a subquery for one
-    round trip with other reads: NULL if none, far future for a permanent ban."""
-    return Subquery(
-        model.objects.filter(room_id=room_ref, user_id=user_id, ended_at__isnull=True)
-        .filter(Q(until__isnull=True) | Q(until__gt=now))
-        .annotate(ends=Coalesce("until", Value(PERMANENT, output_field=DateTimeField())))
-        .order_by("-ends")
-        .values("ends")[:1]
+def restriction_columns_sql(*, room_column: str) -> str:
+    """Two SQL columns, `banned_until` and `muted_until`: when a user's active ban and
+    mute in the room `room_column` names end; NULL if none, PERMANENT if no end. Their
+    parameters: restriction_columns_params(). Hand-written because they are read on
+    every send, where building them with the ORM cost ten times the query itself."""
+    return f"{_ends_sql(Ban, room_column)} AS banned_until, {_ends_sql(Mute, room_column)} AS muted_until"
+
+
+def restriction_columns_params(*, user_id: int, now: datetime) -> list:
+    adapt = connection.ops.adapt_datetimefield_value
+    return [adapt(PERMANENT), user_id, adapt(now)] * 2
+
+
+def _ends_sql(model, room_column: str) -> str:
+    meta = model._meta
+    qn = connection.ops.quote_name
+    room, user, until, ended = (qn(meta.get_field(name).column) for name in ("room", "user", "until", "ended_at"))
+    return (
+        f"(SELECT MAX(COALESCE(r.{until}, %s)) FROM {qn(meta.db_table)} r"
+        f" WHERE r.{room} = {room_column} AND r.{user} = %s AND r.{ended} IS NULL"
+        f" AND (r.{until} IS NULL OR r.{until} > %s))"
     )
-
-
-def active_restriction_subqueries(*, room_ref, user_id: int, now: datetime) -> dict[str, Subquery]:
-    return {
-        "banned_until": restriction_ends(Ban, room_ref=room_ref, user_id=user_id, now=now),
-        "muted_until": restriction_ends(Mute, room_ref=room_ref, user_id=user_id, now=now),
-    }
 
 
 def send_restriction(
