@@ -234,8 +234,13 @@ CHAT_SEND_RATE_BURST = (env_int("CHAT_SEND_BURST_COUNT", 5, minimum=1), 5)
 CHAT_SEND_RATE_SUSTAINED = (env_int("CHAT_SEND_SUSTAINED_COUNT", 20, minimum=1), 30)
 CHAT_MAX_CONNECTIONS_PER_USER = env_int("CHAT_MAX_CONNECTIONS_PER_USER", 50, minimum=1)
 CHAT_MAX_CONNECTIONS_PER_IP = env_int("CHAT_MAX_CONNECTIONS_PER_IP", 1000, minimum=1)
-# Fan-out: events arriving within this window after a flush go out as one batch frame.
+# Fan-out: events arriving within a room's window after a flush go out as one batch
+# frame. The window is CHAT_BATCH_WINDOW_MS, widened for a room whose frames take long to
+# write (many viewers) so that writing them takes at most CHAT_BATCH_FANOUT_PERCENT of
+# the process's time, up to CHAT_BATCH_WINDOW_MAX_MS.
 CHAT_BATCH_WINDOW_MS = env_int("CHAT_BATCH_WINDOW_MS", 50, minimum=0)
+CHAT_BATCH_WINDOW_MAX_MS = env_int("CHAT_BATCH_WINDOW_MAX_MS", 200, minimum=CHAT_BATCH_WINDOW_MS)
+CHAT_BATCH_FANOUT_PERCENT = env_int("CHAT_BATCH_FANOUT_PERCENT", 20, minimum=1)
 # Frames a viewer may have waiting before it is told to resync from the log (4409).
 CHAT_VIEWER_QUEUE_MAX = env_int("CHAT_VIEWER_QUEUE_MAX", 1000, minimum=1)
 # Presence: how often each process refreshes its connections, and when a connection

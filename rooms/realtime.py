@@ -175,6 +175,7 @@ class RoomFeed:
         self.next_seq: int | None = None
         self.closes: list[tuple[int, int]] = []
         self.last_flush = 0.0
+        self.window = settings.CHAT_BATCH_WINDOW_MS / 1000
         self.flush_scheduled = False
         self.gap_timer: asyncio.TimerHandle | None = None
         self.presence_joined: dict[str, dict] = {}
@@ -229,8 +230,7 @@ class RoomFeed:
         if self.flush_scheduled:
             return
         self.flush_scheduled = True
-        window = settings.CHAT_BATCH_WINDOW_MS / 1000
-        delay = self.last_flush + window - time.monotonic()
+        delay = self.last_flush + self.window - time.monotonic()
         loop = asyncio.get_running_loop()
         if delay <= 0:
             # A quiet room: nothing went out within the window, so this goes out at once.
@@ -241,6 +241,13 @@ class RoomFeed:
     async def flush(self) -> None:
         self.flush_scheduled = False
         self.last_flush = time.monotonic()
+        started = time.perf_counter()
+        try:
+            await self._flush()
+        finally:
+            self.window = batch_window(time.perf_counter() - started)
+
+    async def _flush(self) -> None:
         deliveries, self.pending = self.pending, []
         closes, self.closes = self.closes, []
         if deliveries:
@@ -299,6 +306,18 @@ class RoomFeed:
             return
         text = encode({"type": "presence", "count": count, "joined": joined, "left": left, "team": team})
         await publish_presence(self.room_id, text)
+
+
+def batch_window(flush_seconds: float) -> float:
+    """A room's batch window after a flush that took `flush_seconds` to write: wide
+    enough that its flushes take at most CHAT_BATCH_FANOUT_PERCENT of the time, within
+    [CHAT_BATCH_WINDOW_MS, CHAT_BATCH_WINDOW_MAX_MS]. A room of a few viewers keeps the
+    shortest window; a room of thousands batches more events per write instead of
+    spending the whole process on writes (each write costs about the same whatever its
+    size). A quiet room is not slowed by it: an event that finds no flush within the
+    window goes out at once."""
+    wanted = flush_seconds * 100 / settings.CHAT_BATCH_FANOUT_PERCENT
+    return min(max(wanted, settings.CHAT_BATCH_WINDOW_MS / 1000), settings.CHAT_BATCH_WINDOW_MAX_MS / 1000)
 
 
 def _seq_order(delivery: Delivery) -> int:

@@ -1,0 +1,89 @@
+"""The room feed's batching: how events are grouped into frames for a room's viewers."""
+
+import asyncio
+import time
+
+import pytest
+
+from rooms.protocol import encode
+from rooms.realtime import Delivery, RoomFeed, batch_window
+
+
+class StubHub:
+    def spawn(self, coro) -> None:
+        asyncio.ensure_future(coro)
+
+
+class Viewer:
+    """Records the seqs of each frame; `write_seconds` stands in for a room whose
+    frames take that long to write to all of its viewers."""
+
+    def __init__(self, write_seconds: float = 0.0) -> None:
+        self.frames: list[list[int]] = []
+        self.write_seconds = write_seconds
+        self.conn_id = "stub"
+        self.user_id = None
+
+    async def offer(self, deliveries, frame, actors, first_seq, last_seq, dense) -> None:
+        time.sleep(self.write_seconds)
+        self.frames.append([d.seq for d in deliveries])
+
+
+def event(seq: int) -> Delivery:
+    return Delivery(seq, None, encode({"type": "message", "seq": seq}))
+
+
+def test_the_window_is_the_configured_one_for_cheap_flushes_and_bounded_for_costly_ones(settings):
+    settings.CHAT_BATCH_WINDOW_MS = 50
+    settings.CHAT_BATCH_WINDOW_MAX_MS = 200
+    settings.CHAT_BATCH_FANOUT_PERCENT = 20
+
+    assert batch_window(0.001) == 0.05
+    assert batch_window(0.02) == pytest.approx(0.1)
+    assert batch_window(5.0) == 0.2
+
+
+async def test_a_quiet_room_sends_each_event_at_once(settings):
+    settings.CHAT_BATCH_WINDOW_MS = 50
+    feed, viewer = RoomFeed(StubHub(), 1), Viewer()
+    feed.viewers.add(viewer)
+
+    feed.push_event(event(1), None)
+    await asyncio.sleep(0.01)
+
+    assert viewer.frames == [[1]]
+
+
+async def test_events_within_the_window_after_a_frame_go_out_together(settings):
+    settings.CHAT_BATCH_WINDOW_MS = 50
+    feed, viewer = RoomFeed(StubHub(), 1), Viewer()
+    feed.viewers.add(viewer)
+
+    feed.push_event(event(1), None)
+    await asyncio.sleep(0.01)
+    feed.push_event(event(2), None)
+    feed.push_event(event(3), None)
+    await asyncio.sleep(0.01)
+    assert viewer.frames == [[1]]
+    await asyncio.sleep(0.06)
+
+    assert viewer.frames == [[1], [2, 3]]
+
+
+async def test_a_room_whose_frames_take_long_to_write_widens_its_window(settings):
+    settings.CHAT_BATCH_WINDOW_MS = 20
+    settings.CHAT_BATCH_WINDOW_MAX_MS = 1000
+    settings.CHAT_BATCH_FANOUT_PERCENT = 20
+    feed, viewer = RoomFeed(StubHub(), 1), Viewer(write_seconds=0.05)
+    feed.viewers.add(viewer)
+
+    feed.push_event(event(1), None)
+    await asyncio.sleep(0.07)
+    # Writing took 50 ms: at most 20% of the time goes to it, so the window is 250 ms.
+    assert feed.window >= 0.25
+    feed.push_event(event(2), None)
+    await asyncio.sleep(0.05)
+    feed.push_event(event(3), None)
+    await asyncio.sleep(0.35)
+
+    assert viewer.frames == [[1], [2, 3]]
