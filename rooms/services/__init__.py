@@ -9,13 +9,12 @@ the encoded event after commit.
 
 from rooms.services.events import append_event, log_event, next_seq
 from rooms.services.messages import (
-    PreparedMessage,
+    SendRequest,
     check_send_message,
+    check_send_messages,
     do_send_message,
-    prepare_message,
     reply_excerpt,
     resolve_mentions,
-    store_messages,
 )
 from rooms.services.notices import check_announce, do_announce, do_site_announce
 from rooms.services.rooms import check_set_role, check_update_room, do_create_room, do_set_role, do_update_room
@@ -31,9 +30,8 @@ from rooms.services.tips import (
 
 __all__ = [
     "check_set_role",
-    "PreparedMessage",
-    "prepare_message",
-    "store_messages",
+    "SendRequest",
+    "check_send_messages",
     "InsufficientFunds",
     "InvalidAmount",
     "balance_of",

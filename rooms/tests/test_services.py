@@ -2,7 +2,7 @@
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
+from django.db import DataError, transaction
 
 from conftest import make_user
 from moderation.models import Block
@@ -11,7 +11,15 @@ from rooms.errors import BadRequest, ChatError, NotFound, RateLimited, Unauthent
 from rooms.models import Membership, Message, Room, RoomEvent
 from rooms.protocol import iso
 from rooms.selectors import room_history, viewer_blocks
-from rooms.services import check_send_message, do_create_room, do_send_message, do_set_role, do_update_room
+from rooms.services import (
+    SendRequest,
+    check_send_message,
+    check_send_messages,
+    do_create_room,
+    do_send_message,
+    do_set_role,
+    do_update_room,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -321,6 +329,78 @@ def test_a_banned_member_gets_banned(room, host, viewer, broadcasts, django_capt
     assert info.value.code == "banned"
     assert not Message.objects.exists()
     assert broadcasts == []
+
+
+# Sends checked and stored together (the consumer's group commit).
+
+
+def test_sends_checked_together_are_answered_in_order_and_stored_with_consecutive_seqs(
+    room, viewer, outsider, broadcasts, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        answers = check_send_messages(
+            room.pk,
+            [
+                SendRequest(viewer, "first", client_id="v1"),
+                SendRequest(outsider, "   ", client_id="o1"),
+                SendRequest(outsider, "second", client_id="o2"),
+            ],
+        )
+
+    first, refused, second = answers
+    assert isinstance(refused, BadRequest)
+    assert [(m.body, m.seq) for m in (first, second)] == [("first", 1), ("second", 2)]
+    assert broadcasts.seqs == [1, 2]
+    assert list(Message.objects.order_by("seq").values_list("client_id", flat=True)) == ["v1", "o2"]
+
+
+def test_a_client_id_repeated_within_one_batch_stores_one_message(room, viewer, broadcasts):
+    answers = check_send_messages(
+        room.pk, [SendRequest(viewer, "hello", client_id="same"), SendRequest(viewer, "hello", client_id="same")]
+    )
+
+    assert answers[0].pk == answers[1].pk
+    assert Message.objects.count() == 1
+
+
+def test_slow_mode_counts_a_send_waiting_in_the_same_batch(room, host, viewer):
+    do_set_slow_mode(room_id=room.pk, by_id=host.pk, seconds=30)
+
+    stored, refused = check_send_messages(
+        room.pk, [SendRequest(viewer, "first", client_id="1"), SendRequest(viewer, "second", client_id="2")]
+    )
+
+    assert stored.body == "first"
+    assert isinstance(refused, ChatError) and refused.code == "slow_mode"
+    assert list(Message.objects.values_list("body", flat=True)) == ["first"]
+
+
+def test_a_send_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(
+    room, viewer, outsider, monkeypatch
+):
+    from rooms.services import messages
+
+    store_together = messages._store_together
+
+    def refuse_poison(batch):
+        if any(p.body == "poison" for p in batch):
+            raise DataError("value too long")
+        return store_together(batch)
+
+    monkeypatch.setattr(messages, "_store_together", refuse_poison)
+
+    before, failed, after = check_send_messages(
+        room.pk,
+        [
+            SendRequest(viewer, "before", client_id="1"),
+            SendRequest(outsider, "poison", client_id="2"),
+            SendRequest(outsider, "after", client_id="3"),
+        ],
+    )
+
+    assert isinstance(failed, DataError)
+    assert [(before.body, before.seq), (after.body, after.seq)] == [("before", 1), ("after", 2)]
+    assert not Message.objects.filter(body="poison").exists()
 
 
 # Replies and mentions.
