@@ -387,6 +387,8 @@ def main(argv=None) -> None:
                    help="py-spy record the server for this many seconds (text summary in bench/results/)")
     p.add_argument("--profile-phase", choices=["window", "connect"], default="window",
                    help="start profiling when the measured window starts, or when viewers start connecting")
+    p.add_argument("--profile-gil", action="store_true",
+                   help="sample only the thread holding the GIL: where the CPU goes, not where threads wait")
     loadgen.add_load_args(p)
     args = p.parse_args(argv)
 
@@ -505,7 +507,8 @@ def _start_profiler(pid: int, cfg: LoadConfig, args, label: str, kind: str, stam
     wait = "" if args.profile_phase == "connect" else \
         f"for i in $(seq 1 3600); do [ -e {marker} ] && break; sleep 1; done; "
     cmd = ["sh", "-c", f"{wait}"
-                       f"{spy} record --nonblocking -r 200 -d {int(args.profile)} -f raw -o {out} --pid {pid}; "
+                       f"{spy} record --nonblocking {'--gil ' if args.profile_gil else ''}-r 200 -d {int(args.profile)} "
+                       f"-f raw -o {out} --pid {pid}; "
                        f"{PYTHON} {os.path.join(HERE, 'spytop.py')} {out} --top 40 > {top}; rm -f {marker}"]
     loadgen.WINDOW_MARKER = marker
     print(f"profiling server pid {pid} into {os.path.relpath(top, ROOT)}", file=sys.stderr)
