@@ -46,26 +46,30 @@ def active_ban(room_id: int, user_id: int, *, now: datetime | None = None) -> Ba
     return _active(Ban, room_id, user_id, now or timezone.now())
 
 
-def restriction_columns_sql(*, room_column: str) -> str:
-    """Two SQL columns, `banned_until` and `muted_until`: when a user's active ban and
-    mute in the room `room_column` names end; NULL if none, PERMANENT if no end. Their
-    parameters: restriction_columns_params(). Hand-written because they are read on
-    every send, where building them with the ORM cost ten times the query itself."""
-    return f"{_ends_sql(Ban, room_column)} AS banned_until, {_ends_sql(Mute, room_column)} AS muted_until"
+def restriction_columns_sql(*, room_column: str, user_column: str) -> str:
+    """Two SQL columns, `banned_until` and `muted_until`: when the active ban and mute of
+    the user `user_column` names, in the room `room_column` names, end; NULL if none,
+    PERMANENT if no end. Their parameters: restriction_columns_params(). Hand-written
+    because they are read for every send, where building them with the ORM cost ten
+    times the query itself."""
+    return (
+        f"{_ends_sql(Ban, room_column, user_column)} AS banned_until,"
+        f" {_ends_sql(Mute, room_column, user_column)} AS muted_until"
+    )
 
 
-def restriction_columns_params(*, user_id: int, now: datetime) -> list:
+def restriction_columns_params(*, now: datetime) -> list:
     adapt = connection.ops.adapt_datetimefield_value
-    return [adapt(PERMANENT), user_id, adapt(now)] * 2
+    return [adapt(PERMANENT), adapt(now)] * 2
 
 
-def _ends_sql(model, room_column: str) -> str:
+def _ends_sql(model, room_column: str, user_column: str) -> str:
     meta = model._meta
     qn = connection.ops.quote_name
     room, user, until, ended = (qn(meta.get_field(name).column) for name in ("room", "user", "until", "ended_at"))
     return (
         f"(SELECT MAX(COALESCE(r.{until}, %s)) FROM {qn(meta.db_table)} r"
-        f" WHERE r.{room} = {room_column} AND r.{user} = %s AND r.{ended} IS NULL"
+        f" WHERE r.{room} = {room_column} AND r.{user} = {user_column} AND r.{ended} IS NULL"
         f" AND (r.{until} IS NULL OR r.{until} > %s))"
     )
 

@@ -161,23 +161,27 @@ def leaderboard(room: Room) -> dict[str, Any]:
     }
 
 
-def send_context(room_id: int, *, user_id: int, client_id: str | None, now) -> Room | None:
-    """Everything a send needs to be checked, in one query: the room, the sender's team
-    role (`member_role`), their active ban and mute (`banned_until`, `muted_until`), their
+def send_contexts(room_id: int, senders: list[tuple[int | None, str | None]], *, now) -> list[Room | None]:
+    """Everything the sends of a batch need to be checked, in one query: for each
+    (user id, client_id) in order, the room with the sender's team role
+    (`member_role`), their active ban and mute (`banned_until`, `muted_until`), their
     last message for slow mode (`last_sent_at`) and the message a repeated client_id
-    already stored (`stored_id`)."""
-    params = [user_id, user_id, user_id, client_id, *restriction_columns_params(user_id=user_id, now=now), room_id]
-    room = next(iter(Room.objects.raw(_send_context_sql(connection.vendor), params)), None)
-    if room is not None:
+    already stored (`stored_id`). Nones if the room does not exist."""
+    params: list = [value for i, (user_id, client_id) in enumerate(senders) for value in (i, user_id, client_id)]
+    params += [*restriction_columns_params(now=now), room_id]
+    rooms: list[Room | None] = [None] * len(senders)
+    for room in Room.objects.raw(_send_contexts_sql(connection.vendor, len(senders)), params):
         for name in ("last_sent_at", "banned_until", "muted_until"):
             setattr(room, name, _datetime_from_db(getattr(room, name)))
-    return room
+        rooms[room.sender_index] = room
+    return rooms
 
 
 @functools.cache
-def _send_context_sql(vendor: str) -> str:
-    """The query of send_context, built once per database vendor. It runs on every chat
-    line, and building it with the ORM cost ten times what the database spends on it."""
+def _send_contexts_sql(vendor: str, count: int) -> str:
+    """The query of send_contexts for `count` senders, built once per database vendor.
+    It runs for every batch of chat lines, and building it with the ORM cost ten times
+    what the database spends on it."""
     qn = connection.ops.quote_name
 
     def col(model, name: str) -> str:
@@ -187,17 +191,23 @@ def _send_context_sql(vendor: str) -> str:
     room_pk = f"{room_table}.{col(Room, 'id')}"
     message = qn(Message._meta.db_table)
     fields = ", ".join(f"{room_table}.{qn(f.column)}" for f in Room._meta.concrete_fields)
+    # Typed, so that a column of NULLs (an anonymous sender) still compares with ids.
+    client_id_type = f"varchar({Message._meta.get_field('client_id').max_length})"
+    senders = ", ".join([f"(CAST(%s AS integer), CAST(%s AS bigint), CAST(%s AS {client_id_type}))"] * count)
     return (
-        f"SELECT {fields},"
+        f"WITH sender (sender_index, user_id, client_id) AS (VALUES {senders})"
+        f" SELECT {fields}, sender.sender_index,"
         f" (SELECT m.{col(Membership, 'role')} FROM {qn(Membership._meta.db_table)} m"
-        f" WHERE m.{col(Membership, 'room')} = {room_pk} AND m.{col(Membership, 'user')} = %s) AS member_role,"
+        f" WHERE m.{col(Membership, 'room')} = {room_pk} AND m.{col(Membership, 'user')} = sender.user_id)"
+        f" AS member_role,"
         f" (SELECT MAX(m.{col(Message, 'created_at')}) FROM {message} m"
-        f" WHERE m.{col(Message, 'room')} = {room_pk} AND m.{col(Message, 'author')} = %s) AS last_sent_at,"
+        f" WHERE m.{col(Message, 'room')} = {room_pk} AND m.{col(Message, 'author')} = sender.user_id)"
+        f" AS last_sent_at,"
         f" (SELECT m.{col(Message, 'id')} FROM {message} m"
-        f" WHERE m.{col(Message, 'room')} = {room_pk} AND m.{col(Message, 'author')} = %s"
-        f" AND m.{col(Message, 'client_id')} = %s) AS stored_id,"
-        f" {restriction_columns_sql(room_column=room_pk)}"
-        f" FROM {room_table} WHERE {room_pk} = %s"
+        f" WHERE m.{col(Message, 'room')} = {room_pk} AND m.{col(Message, 'author')} = sender.user_id"
+        f" AND m.{col(Message, 'client_id')} = sender.client_id) AS stored_id,"
+        f" {restriction_columns_sql(room_column=room_pk, user_column='sender.user_id')}"
+        f" FROM {room_table} CROSS JOIN sender WHERE {room_pk} = %s"
     )
 
 

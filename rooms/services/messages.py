@@ -15,7 +15,7 @@ from moderation.selectors import send_restriction
 from rooms.errors import BadRequest, ChatError, NotFound, Unauthenticated
 from rooms.models import Message, Room, RoomEvent
 from rooms.permissions import Standing, is_site_staff, standings
-from rooms.selectors import send_context, user_in_room, user_with_standing
+from rooms.selectors import send_contexts, user_in_room, user_with_standing
 from rooms.services.events import build_event, publish_on_commit, take_seqs
 
 MENTION_RE = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
@@ -64,16 +64,11 @@ def check_send_messages(room_id: int, requests: list[SendRequest]) -> list[Messa
     answers: list[Message | Exception | None] = [None] * len(requests)
     prepared: list[tuple[int, PreparedMessage]] = []
     sending: set[int] = set()
-    for i, request in enumerate(requests):
+    now = timezone.now()
+    contexts = send_contexts(room_id, [(request.actor.pk, request.client_id) for request in requests], now=now)
+    for i, (request, context) in enumerate(zip(requests, contexts, strict=True)):
         try:
-            outcome = prepare_message(
-                request.actor,
-                room_id,
-                body=request.body,
-                reply_to_id=request.reply_to_id,
-                client_id=request.client_id,
-                already_sending=request.actor.pk in sending,
-            )
+            outcome = prepare_message(request, context, now=now, already_sending=request.actor.pk in sending)
         except ChatError as exc:
             answers[i] = exc
             continue
@@ -106,22 +101,15 @@ def _store_or_answer_errors(batch: list[PreparedMessage]) -> list[Message | Exce
 
 
 def prepare_message(
-    actor,
-    room_id: int,
-    *,
-    body: Any,
-    reply_to_id: int | None = None,
-    client_id: str | None = None,
-    already_sending: bool = False,
+    request: SendRequest, room: Room | None, *, now, already_sending: bool = False
 ) -> PreparedMessage | Message:
-    """The checks of a send: the stored Message if the client_id was used already,
-    else what store_messages needs. Raises ChatError for a refused send.
-    `already_sending`: another send of the actor's waits to be stored with this one,
-    which slow mode counts as a message sent just now."""
+    """The checks of a send, given its context from send_contexts: the stored Message if
+    the client_id was used already, else what store_messages needs. Raises ChatError for
+    a refused send. `already_sending`: another send of the actor's waits to be stored
+    with this one, which slow mode counts as a message sent just now."""
+    actor, body, client_id = request.actor, request.body, request.client_id
     if not actor.is_authenticated:
         raise Unauthenticated("Sign in to chat.")
-    now = timezone.now()
-    room = send_context(room_id, user_id=actor.pk, client_id=client_id, now=now)
     if room is None:
         raise NotFound("No such room.")
     if room.stored_id is not None:
@@ -146,8 +134,8 @@ def prepare_message(
     if refusal is not None:
         raise refusal
     reply_to = None
-    if reply_to_id is not None:
-        reply_to = Message.objects.filter(pk=reply_to_id, room_id=room_id).select_related("author").first()
+    if request.reply_to_id is not None:
+        reply_to = Message.objects.filter(pk=request.reply_to_id, room_id=room.pk).select_related("author").first()
         if reply_to is None:
             raise NotFound("The message you reply to is not in this room.")
     return PreparedMessage(
