@@ -140,6 +140,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         after, after_error = _parse_after(self.scope.get("query_string", b""))
         state = await database_sync_to_async(_connection_state)(slug, self.user)
+        ws = self._daphne_protocol
+        if ws is not None:
+            # Autobahn fails a connection (a frame over daphne's size limit, a protocol
+            # error) by dropping TCP, so the client sees 1006 and cannot tell it from a
+            # network fault; with a close frame it sees why (1009 too big, 1002).
+            ws.failByDrop = False
         await self.accept()
         if state is None:
             await self.close(code=CLOSE_NOT_FOUND)

@@ -152,12 +152,6 @@ async def test_one_client_blasting_max_size_frames_does_not_grow_server_memory(d
         await bystander.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a frame over daphne's 1 MiB message limit is not answered too_large or closed "
-    "1009 as PROTOCOL.md says: autobahn fails the connection by dropping TCP (failByDrop, "
-    "daphne's default), so the client sees 1006 and cannot tell it from a network fault",
-)
 async def test_a_frame_over_the_transport_limit_is_closed_1009(daphne_servers):
     (server,) = daphne_servers(1)
     await make_cast("oversized", moderators=0, members=1)
