@@ -4,16 +4,20 @@ A busy room's sends would each take a database round trip to be checked, then a
 transaction of their own under the room's seq lock, each a hop to the database thread
 that every connection of the process shares. Instead, while one write is in flight the
 next sends queue up here, and the next write checks them all and stores those that pass
-in one transaction (one seq update, two inserts), in one hop. A quiet room's send is
-written at once, alone; a busy room's writes grow as large as the load needs.
+in one transaction (one seq update, two inserts), in one hop. A room is written at most
+once per CHAT_WRITE_INTERVAL_MS: a quiet room's send is written at once, alone; in a
+busy room the sends of an interval share one write, and writes grow as large as the
+load needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from rooms.models import Message
 from rooms.services.messages import SendRequest, check_send_messages
@@ -27,6 +31,7 @@ class RoomWriter:
         self.room_id = room_id
         self.waiting: list[tuple[SendRequest, asyncio.Future]] = []
         self.draining = False
+        self.last_write = -1e9
 
     async def send(self, request: SendRequest) -> Message:
         """Check and store one send: the Message stored, or the ChatError that refused it."""
@@ -40,6 +45,10 @@ class RoomWriter:
     async def _drain(self) -> None:
         try:
             while self.waiting:
+                wait = self.last_write + settings.CHAT_WRITE_INTERVAL_MS / 1000 - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self.last_write = time.monotonic()
                 batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
                 try:
                     answers = await database_sync_to_async(check_send_messages)(
