@@ -29,6 +29,12 @@ class Viewer:
         self.frames.append([d.seq for d in deliveries])
 
 
+def watched_feed(viewer: Viewer) -> RoomFeed:
+    feed = RoomFeed(StubHub(), 1)
+    feed.viewers.add(viewer)
+    return feed
+
+
 def event(seq: int) -> Delivery:
     return Delivery(seq, None, encode({"type": "message", "seq": seq}))
 
@@ -45,8 +51,8 @@ def test_the_window_is_the_configured_one_for_cheap_flushes_and_bounded_for_cost
 
 async def test_a_quiet_room_sends_each_event_at_once(settings):
     settings.CHAT_BATCH_WINDOW_MS = 50
-    feed, viewer = RoomFeed(StubHub(), 1), Viewer()
-    feed.viewers.add(viewer)
+    viewer = Viewer()
+    feed = watched_feed(viewer)
 
     feed.push_event(event(1), None)
     await asyncio.sleep(0.01)
@@ -56,8 +62,8 @@ async def test_a_quiet_room_sends_each_event_at_once(settings):
 
 async def test_events_within_the_window_after_a_frame_go_out_together(settings):
     settings.CHAT_BATCH_WINDOW_MS = 50
-    feed, viewer = RoomFeed(StubHub(), 1), Viewer()
-    feed.viewers.add(viewer)
+    viewer = Viewer()
+    feed = watched_feed(viewer)
 
     feed.push_event(event(1), None)
     await asyncio.sleep(0.01)
@@ -74,8 +80,8 @@ async def test_a_room_whose_frames_take_long_to_write_widens_its_window(settings
     settings.CHAT_BATCH_WINDOW_MS = 20
     settings.CHAT_BATCH_WINDOW_MAX_MS = 1000
     settings.CHAT_BATCH_FANOUT_PERCENT = 20
-    feed, viewer = RoomFeed(StubHub(), 1), Viewer(write_seconds=0.05)
-    feed.viewers.add(viewer)
+    viewer = Viewer(write_seconds=0.05)
+    feed = watched_feed(viewer)
 
     feed.push_event(event(1), None)
     await asyncio.sleep(0.07)
