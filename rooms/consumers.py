@@ -88,13 +88,18 @@ def _release_handshake(ws) -> None:
     transport backlog bound covers its memory. Autobahn keeps the raw request and
     response bytes and the parsed request headers (daphne copied what it needed into
     the scope before the consumer started)."""
+    # Each piece only if it is there: these are daphne's and autobahn's insides.
     transport = ws.transport
     producer = getattr(transport, "producer", None)
     if isinstance(producer, HTTPChannel):
         transport.unregisterProducer()
         producer.setTimeout(None)
-    ws.http_request_data = ws.http_response_data = None
-    ws.http_headers.clear()
+    for name in ("http_request_data", "http_response_data"):
+        if hasattr(ws, name):
+            setattr(ws, name, None)
+    headers = getattr(ws, "http_headers", None)
+    if isinstance(headers, dict):
+        headers.clear()
 
 
 class CommandBudget:

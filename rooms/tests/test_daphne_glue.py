@@ -35,3 +35,11 @@ def test_any_other_producer_is_left_alone():
     _release_handshake(ws)
 
     assert ws.transport.producer is other
+
+
+def test_a_protocol_without_those_pieces_is_left_as_it_is():
+    ws = SimpleNamespace(transport=StringTransport())
+
+    _release_handshake(ws)
+
+    assert vars(ws).keys() == {"transport"}
