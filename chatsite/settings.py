@@ -244,7 +244,7 @@ CHAT_BATCH_FANOUT_PERCENT = env_int("CHAT_BATCH_FANOUT_PERCENT", 20, minimum=1)
 # A room's sends are written at most once per this interval: those of one interval are
 # checked and stored together (one database hop, one transaction). A send to a room with
 # no write in the last interval is written at once.
-CHAT_WRITE_INTERVAL_MS = env_int("CHAT_WRITE_INTERVAL_MS", 20, minimum=0)
+CHAT_WRITE_INTERVAL_MS = env_int("CHAT_WRITE_INTERVAL_MS", 40, minimum=0)
 # Frames a viewer may have waiting before it is told to resync from the log (4409).
 CHAT_VIEWER_QUEUE_MAX = env_int("CHAT_VIEWER_QUEUE_MAX", 1000, minimum=1)
 # Presence: how often each process refreshes its connections, and when a connection
