@@ -83,14 +83,14 @@ def check_send_messages(room_id: int, requests: list[SendRequest]) -> list[Messa
 
 
 def _store_or_answer_errors(batch: list[PreparedMessage]) -> list[Message | Exception]:
-    if not batch:
-        return []
-    try:
-        return store_messages(batch)
-    except Exception as exc:
-        if len(batch) == 1:
-            return [exc]
-    # One message the database refuses must not fail the others with it.
+    """store_messages, answering a message the database refuses with its error: if the
+    batch fails together, each is stored alone, so that one refused message does not
+    fail the others with it."""
+    if len(batch) > 1:
+        try:
+            return store_messages(batch)
+        except Exception:
+            pass  # stored one by one below
     answers: list[Message | Exception] = []
     for prepared in batch:
         try:
