@@ -1,8 +1,7 @@
 """ASGI entry point: HTTP through Django, WebSockets through the room consumer."""
 
-import os
-
 import gc
+import os
 
 from django.core.asgi import get_asgi_application
 
@@ -12,15 +11,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from rooms.middleware import OriginCheckMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # A handshake without an allowed Origin is refused (403): no cross-site hijacking.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # A handshake from anywhere but the site's own origins (scheme, host and port) is
+        # refused with 403: no cross-site hijacking.
+        "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -1,4 +1,14 @@
+"""HTTP and ASGI middleware: the content security policy, and the Origin check that
+keeps other sites' pages from acting with a visitor's session."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 
 # Pages load only their own scripts and styles, and user text can never become markup
 # that runs: a second line behind rendering text with textContent.
@@ -17,3 +27,116 @@ class ContentSecurityPolicyMiddleware:
         if not request.path.startswith("/admin/"):
             response.headers.setdefault("Content-Security-Policy", getattr(settings, "CONTENT_SECURITY_POLICY", POLICY))
         return response
+
+
+# The Origin check.
+#
+# A browser attaches the site's cookies to a WebSocket that any page opens, and to a form
+# any page posts, so the Origin header is what tells the site's own pages from another
+# site's. An origin is scheme, host and port: http://127.0.0.1:9 is another site than
+# http://127.0.0.1:8000, and http:// another than https://.
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# A WebSocket is opened by a page of the matching HTTP scheme.
+PAGE_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+
+Origin = tuple[str, str, int]
+
+
+def _parse_origin(value: str) -> Origin | None:
+    """(scheme, host, port) of a serialized origin (`scheme://host[:port]`), else None."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if (
+        scheme not in DEFAULT_PORTS
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        return None
+    return scheme, parts.hostname, port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def _host_allowed(host: str) -> bool:
+    """The Host header names this site: ALLOWED_HOSTS, as Django's request.get_host() checks it."""
+    domain, _port = split_domain_port(host)
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
+
+
+def _trusted(origin: Origin) -> bool:
+    """CSRF_TRUSTED_ORIGINS, read as Django's CsrfViewMiddleware reads it: exact origins,
+    and `scheme://*.domain[:port]` for a domain and all its subdomains."""
+    scheme, host, port = origin
+    for entry in settings.CSRF_TRUSTED_ORIGINS:
+        if "*" in entry:
+            pattern = _parse_origin(entry)
+            # "*.example.com" -> ".example.com": the domain and every subdomain.
+            if pattern is not None and pattern[1].startswith("*.") and (scheme, port) == (pattern[0], pattern[2]):
+                if is_same_domain(host, pattern[1][1:]):
+                    return True
+        elif _parse_origin(entry) == origin:
+            return True
+    return False
+
+
+def origin_allowed(origin: str | None, *, host: str, scheme: str) -> bool:
+    """May a request with this Origin header act on the site with the visitor's session?
+
+    `host` is the request's Host header (with its port, if any) and `scheme` the scheme
+    the request came in on (`http`/`https`, or `ws`/`wss` for a WebSocket). Allowed are
+    the site's own origin (that scheme and Host, when ALLOWED_HOSTS names the Host) and
+    CSRF_TRUSTED_ORIGINS. A missing, `null` or malformed Origin is refused.
+
+    A state-changing view that cannot rely on a CSRF token uses it as::
+
+        origin_allowed(request.headers.get("Origin"), host=request.get_host(), scheme=request.scheme)
+    """
+    if not origin:
+        return False
+    parsed = _parse_origin(origin)
+    # Without ALLOWED_HOSTS a page of any domain that resolves to this server (DNS
+    # rebinding) would be "same origin": the Host header must name this site first.
+    if parsed is None or not _host_allowed(host):
+        return False
+    # With DJANGO_HTTPS on, the site is served over https only (plain HTTP is redirected),
+    # whatever the proxy's hop to daphne uses.
+    page_scheme = "https" if getattr(settings, "HTTPS", False) else PAGE_SCHEMES.get(scheme.lower())
+    if page_scheme is not None and parsed == _parse_origin(f"{page_scheme}://{host}"):
+        return True
+    return _trusted(parsed)
+
+
+def _single_header(scope: dict[str, Any], name: bytes) -> str | None:
+    """The header's value, or None when it is missing or sent more than once."""
+    values = [value for key, value in scope.get("headers", ()) if key.lower() == name]
+    if len(values) != 1:
+        return None
+    return values[0].decode("latin1")
+
+
+class OriginCheckMiddleware:
+    """Refuses a WebSocket handshake whose Origin is not one of the site's own: the
+    connection is closed before it is accepted, which the server answers with HTTP 403."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket":
+            host = _single_header(scope, b"host")
+            origin = _single_header(scope, b"origin")
+            if host is None or not origin_allowed(origin, host=host, scheme=scope.get("scheme", "ws")):
+                message = await receive()
+                if message["type"] == "websocket.connect":
+                    await send({"type": "websocket.close"})
+                return
+        await self.app(scope, receive, send)
