@@ -19,12 +19,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.consumer import get_handler_name
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from twisted.web.http import HTTPChannel
 
 from moderation import services as moderation
 from moderation.selectors import active_ban, active_mute
 from rooms import selectors, services
 from rooms.errors import ChatError
+from rooms.models import Room
 from rooms.permissions import is_team
 from rooms.presence import Entry, get_presence
 from rooms.protocol import (
@@ -124,6 +126,11 @@ class CommandBudget:
         self.strikes += 1
         return (1 - self.tokens) / self.rate
 
+    def rescale(self, *, rate: float, burst: int) -> None:
+        """Take a new rate and burst (the viewer joined or left the host team)."""
+        self.rate, self.burst = rate, burst
+        self.tokens = min(self.tokens, float(burst))
+
     @property
     def flooding(self) -> bool:
         return self.strikes >= self.strikes_to_close
@@ -178,12 +185,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         room, self.me, self.blocked, banned, mute, balance, pinned = state
-        multiplier = settings.CHAT_TEAM_COMMAND_MULTIPLIER if is_team(self.me["role"]) or self.me.get("staff") else 1
-        self.budget = CommandBudget(
-            rate=settings.CHAT_COMMANDS_PER_SECOND * multiplier,
-            burst=settings.CHAT_COMMANDS_BURST * multiplier,
-            strikes_to_close=settings.CHAT_FLOOD_STRIKES,
-        )
+        self.budget = CommandBudget(**_budget_for(self.me), strikes_to_close=settings.CHAT_FLOOD_STRIKES)
         if banned:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -308,6 +310,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
             session = payload.get("session")
             if session is None or session == self.session_key:
                 await self.close_by_hub(CLOSE_FORBIDDEN)
+        elif kind == "refresh":
+            await self._refresh_standing()
+
+    async def _refresh_standing(self) -> None:
+        """Read the user's account and room role again. Every permission check reads
+        `self.user`, so a fresh user object (no permission cache) is what takes a
+        revoked power away; the viewer and the roster are told the new role."""
+        if self.closed or self.room_id is None:
+            return
+        fresh = await database_sync_to_async(_fresh_standing)(self.user_id, self.room_id)
+        if fresh is None:
+            await self.close_by_hub(CLOSE_FORBIDDEN)
+            return
+        self.user, me = fresh
+        if me == self.me:
+            return
+        self.me = me
+        self.budget.rescale(**_budget_for(me))
+        await self.send(text_data=encode({"type": "you", **me}))
+        await self.hub.update_presence(self.room_id, self)
 
     def _frame_for_me(self, deliveries: list[Delivery]) -> Frame | None:
         """The part of `deliveries` this viewer gets: not what it already has, not what
@@ -549,6 +571,22 @@ def _parse_after(query_string: bytes) -> tuple[int | None, str | None]:
     if not 0 <= after <= MAX_ID:
         return None, "`after` must be a non-negative integer; showing the latest history instead."
     return after, None
+
+
+def _budget_for(me: dict[str, Any]) -> dict[str, float]:
+    """The command budget of a viewer: the host team and staff run the room, at a multiple."""
+    multiplier = settings.CHAT_TEAM_COMMAND_MULTIPLIER if is_team(me["role"]) or me.get("staff") else 1
+    return {"rate": settings.CHAT_COMMANDS_PER_SECOND * multiplier, "burst": settings.CHAT_COMMANDS_BURST * multiplier}
+
+
+def _fresh_standing(user_id: int, room_id: int):
+    """(user, the user as the protocol shows them in the room), read anew; None if the
+    account is gone or deactivated, or the room is."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    room = Room.objects.filter(pk=room_id).first()
+    if user is None or room is None:
+        return None
+    return user, selectors.user_in_room(user, room)
 
 
 def _connection_state(slug: str, user):

@@ -39,6 +39,8 @@ class Change:
 
     joined: dict[str, Any] | None = None
     left: dict[str, Any] | None = None
+    # A user still online whose shown self (role, staff) changed.
+    changed: dict[str, Any] | None = None
 
 
 class MemoryPresence:
@@ -93,6 +95,18 @@ class MemoryPresence:
         del r["refs"][user_key]
         r["team"].discard(user_key)
         return Change(left=r["info"].pop(user_key, {}))
+
+    async def update(self, room_id: int, entry: Entry) -> Change:
+        """Show a connected user as `entry` says now (a new role, staff or not)."""
+        r = self._room(room_id)
+        if entry.user is None or entry.conn_id not in r["conns"] or r["info"].get(entry.user_key) == entry.user:
+            return Change()
+        r["info"][entry.user_key] = entry.user
+        if entry.is_team:
+            r["team"].add(entry.user_key)
+        else:
+            r["team"].discard(entry.user_key)
+        return Change(changed=entry.user)
 
     async def beat(self, room_id: int, entries: list[Entry]) -> None:
         """Nothing ages out of one process's memory: leaving is always explicit."""
@@ -151,6 +165,14 @@ redis.call('HDEL', KEYS[4], key)
 return info or '{}'
 """
 
+# Returns 1 if the user's shown self changed, 0 if it was already so or they are gone.
+_UPDATE = """
+if not redis.call('HGET', KEYS[2], ARGV[1]) then return 0 end
+if redis.call('HGET', KEYS[4], ARGV[2]) == ARGV[4] then return 0 end
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
+if ARGV[5] == '1' then redis.call('SADD', KEYS[5], ARGV[2]) else redis.call('SREM', KEYS[5], ARGV[2]) end
+return 1
+"""
 
 # KEYS: one sorted set (conn -> last beat) per limited thing (a user, an IP address).
 # ARGV: conn id, now, cutoff for stale entries, ttl, then one limit per key.
@@ -210,6 +232,7 @@ class RedisPresence:
         self._join = self.client.register_script(_JOIN)
         self._leave = self.client.register_script(_LEAVE)
         self._admit = self.client.register_script(_ADMIT)
+        self._update = self.client.register_script(_UPDATE)
 
     @_failing_fast
     async def admit(self, conn_id: str, limits: list[tuple[str, int]]) -> str | None:
@@ -262,6 +285,13 @@ class RedisPresence:
         if not result:
             return Change()
         return Change(left=json.loads(result))
+
+    @_failing_fast
+    async def update(self, room_id: int, entry: Entry) -> Change:
+        if entry.user is None:
+            return Change()
+        changed = await self._update(keys=self._keys(room_id), args=self._join_args(entry, time.time()))
+        return Change(changed=entry.user) if changed else Change()
 
     @_failing_fast
     async def beat(self, room_id: int, entries: list[Entry]) -> None:

@@ -98,8 +98,15 @@ def publish_room_event(
 
 def publish_user_control(user_id: int, kind: str, **payload: Any) -> None:
     """Tell every connection of one user, on every process, that something about them
-    changed (`blocks`: their block list; `revoke`: they lost access)."""
-    _group_send(SITE_GROUP, {"type": "user.control", "user": user_id, "kind": kind, "payload": payload})
+    changed (`blocks`: their block list; `revoke`: they lost access; `refresh`: what
+    they may do changed, so read their account and room role again)."""
+    publish_users_control([user_id], kind, **payload)
+
+
+def publish_users_control(user_ids: list[int], kind: str, **payload: Any) -> None:
+    """publish_user_control for several users at once, in one message (a group of
+    thousands losing a permission is one publish, not thousands)."""
+    _group_send(SITE_GROUP, {"type": "user.control", "users": list(user_ids), "kind": kind, "payload": payload})
 
 
 def _group_send(group: str, message: dict[str, Any]) -> None:
@@ -180,6 +187,8 @@ class RoomFeed:
         self.gap_timer: asyncio.TimerHandle | None = None
         self.presence_joined: dict[str, dict] = {}
         self.presence_left: dict[str, dict] = {}
+        # Users still online whose role or staff flag changed.
+        self.presence_updated: dict[str, dict] = {}
         self.presence_changed = False
         self.subscribed = False
         # Viewers whose presence entry could not be written yet.
@@ -271,12 +280,16 @@ class RoomFeed:
     # Presence deltas: coalesced per process before they are published.
 
     def note_presence(self, change: presence_store.Change) -> None:
-        if change.joined is None and change.left is None:
+        if change.joined is None and change.left is None and change.changed is None:
             return
         # Even a join and a leave that cancel out here must be published: another
         # process may already have announced a count that included this viewer.
         self.presence_changed = True
-        if change.joined is not None:
+        if change.changed is not None:
+            key = _presence_key(change.changed)
+            if key is not None:
+                self.presence_updated[key] = change.changed
+        elif change.joined is not None:
             key = _presence_key(change.joined)
             if key is not None and self.presence_left.pop(key, None) is None:
                 self.presence_joined[key] = change.joined
@@ -294,6 +307,7 @@ class RoomFeed:
         self.presence_scheduled = False
         joined, self.presence_joined = list(self.presence_joined.values()), {}
         left, self.presence_left = list(self.presence_left.values()), {}
+        updated, self.presence_updated = list(self.presence_updated.values()), {}
         changed, self.presence_changed = self.presence_changed, False
         if not changed:
             return
@@ -304,7 +318,10 @@ class RoomFeed:
         except Exception:
             logger.warning("Presence store unavailable; skipping a roster delta", exc_info=True)
             return
-        text = encode({"type": "presence", "count": count, "joined": joined, "left": left, "team": team})
+        delta = {"type": "presence", "count": count, "joined": joined, "left": left, "team": team}
+        if updated:
+            delta["changed"] = updated
+        text = encode(delta)
         await publish_presence(self.room_id, text)
 
 
@@ -432,6 +449,20 @@ class Hub:
                     except Exception:
                         logger.warning("Could not unsubscribe from room %s", room_id, exc_info=True)
 
+    async def update_presence(self, room_id: int, viewer: Viewer) -> None:
+        """Show `viewer` in the roster as it is now (its user's role changed)."""
+        feed = self.feeds.get(room_id)
+        if feed is None or viewer not in feed.viewers:
+            return
+        try:
+            change = await presence_store.get_presence().update(room_id, viewer.presence_entry())
+        except Exception:
+            # The next beat does not rewrite a known entry; the roster shows the old role
+            # until the user reconnects. Their powers changed already.
+            logger.warning("Presence store unavailable; a role change is not shown in the roster", exc_info=True)
+            return
+        feed.note_presence(change)
+
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)
         return len(feed.viewers) if feed else 0
@@ -480,7 +511,7 @@ class Hub:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") == "user.control":
-            self.spawn(self._control_user(message["user"], message["kind"], message.get("payload") or {}))
+            self.spawn(self._control_users(set(message["users"]), message["kind"], message.get("payload") or {}))
             return
         feed = self.feeds.get(message.get("room"))
         if feed is None:
@@ -495,10 +526,13 @@ class Hub:
         elif kind == "room.presence":
             feed.push_connection_event(message["text"])
 
-    async def _control_user(self, user_id: int, kind: str, payload: dict[str, Any]) -> None:
+    async def _control_users(self, user_ids: set[int], kind: str, payload: dict[str, Any]) -> None:
         for feed in list(self.feeds.values()):
-            for viewer in [v for v in feed.viewers if v.user_id == user_id]:
-                await viewer.control(kind, payload)
+            for viewer in [v for v in feed.viewers if v.user_id in user_ids]:
+                try:
+                    await viewer.control(kind, payload)
+                except Exception:
+                    logger.exception("Control %s for %s failed", kind, viewer.conn_id)
 
     async def _beat_loop(self) -> None:
         """Retry failed subscriptions and presence writes every second; every CHAT_PRESENCE_BEAT_SECONDS,

@@ -29,7 +29,7 @@ export class Roster {
     for (const user of delta.left ?? []) {
       if (hasId(user)) this.audience.delete(user.id);
     }
-    for (const user of delta.joined ?? []) {
+    for (const user of [...(delta.joined ?? []), ...(delta.changed ?? [])]) {
       if (hasId(user)) this.audience.set(user.id, user);
     }
     this.#dropTeamFromAudience();

@@ -464,13 +464,19 @@ function onStatus(status) {
   if (status.state !== "live") commands.abandon();
 }
 
-function onWelcome(welcome, { resumed }) {
-  state.me = welcome.you || null;
+/** Show the page as the viewer's role allows: team tools, the moderation log, tipping. */
+function applyMe() {
   const team = amTeam();
   teamTools.setMe(state.me, { team });
   side.setAvailable("log", team);
   els.blockedDetails.hidden = !canChat();
   if (els.tipOpen) els.tipOpen.hidden = !canChat() || state.me?.role === "host";
+  return team;
+}
+
+function onWelcome(welcome, { resumed }) {
+  state.me = welcome.you || null;
+  const team = applyMe();
   if (welcome.room) setRoom(welcome.room);
   refreshMuted();
   roster.load(welcome.roster);
@@ -510,6 +516,14 @@ function onFrame(frame) {
       roster.load(frame);
       renderRoster();
       break;
+    case "you": {
+      // The viewer's role or staff flag changed while connected (appointed, demoted).
+      const { type: _type, ...me } = frame;
+      state.me = { ...state.me, ...me };
+      if (!("staff" in me) && state.me) delete state.me.staff;
+      if (applyMe()) modlog.changed();
+      break;
+    }
     case "ack": {
       if (Array.isArray(frame.blocked) && state.me) state.me.blocked = frame.blocked;
       if (Number.isInteger(frame.balance) && state.me) state.me.balance = frame.balance;

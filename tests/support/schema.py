@@ -38,7 +38,7 @@ ERROR_CODES = frozenset(
 CODES_WITH_RETRY_AFTER = frozenset({"muted", "slow_mode", "rate_limited"})
 MODERATION_ACTIONS = frozenset({"mute", "unmute", "ban", "unban", "kick", "slow_mode"})
 ROOM_EVENT_TYPES = frozenset({"message", "message_deleted", "tip", "notice", "moderation", "room"})
-CONNECTION_EVENT_TYPES = frozenset({"welcome", "presence", "roster", "ack", "error", "pong", "synced"})
+CONNECTION_EVENT_TYPES = frozenset({"welcome", "presence", "roster", "ack", "error", "pong", "synced", "you"})
 MAX_SLOW_MODE_SECONDS = 120
 CLIENT_ID_MAX = 64
 
@@ -348,6 +348,13 @@ def _presence(obj: Event, w: str) -> None:
     _users(_field(obj, "joined", w), f"{w}.joined")
     _users(_field(obj, "left", w), f"{w}.left")
     _users(_field(obj, "team", w), f"{w}.team", roles=TEAM_ROLES)
+    if "changed" in obj:
+        _users(obj["changed"], f"{w}.changed")
+
+
+def _you(obj: Event, w: str) -> None:
+    # The viewer's own user object, sent again when their role or staff flag changes.
+    _signed_in_user({k: v for k, v in obj.items() if k != "type"}, w)
 
 
 def _roster(obj: Event, w: str) -> None:
@@ -427,4 +434,5 @@ _CHECKERS = {
     "error": _error,
     "pong": _pong,
     "synced": _synced,
+    "you": _you,
 }
