@@ -14,13 +14,15 @@ PEOPLE = [
     ("alice", False, False),
     ("bob", False, False),
 ]
+# `check --deploy` fails while any of these still has DEMO_PASSWORD (rooms/checks.py).
+DEMO_USERNAMES = [username for username, _, _ in PEOPLE]
 
 
 class Command(BaseCommand):
     help = (
         "Create demo data if it is missing: an admin, a live room hosted by 'streamer' "
         f"with moderator 'mod', and viewers 'alice' and 'bob' with 1000 coins each (password {DEMO_PASSWORD!r}). "
-        "Safe to run again."
+        "Safe to run again. For trying chatsite out, never on a public site: the password is published."
     )
 
     def handle(self, *args, **options):
