@@ -60,6 +60,10 @@ def test_serve_with_demo_seeds_the_demo_data_before_starting(serve):
     ]
 
 
+def test_serve_behind_a_proxy_passes_proxy_headers_to_daphne(serve):
+    assert serve("--proxy-headers")[-1] == "daphne -b 127.0.0.1 -p 8000 --proxy-headers chatsite.asgi:application"
+
+
 def test_serve_refuses_an_unknown_option(serve):
     with pytest.raises(subprocess.CalledProcessError) as refused:
         serve("--demo-please")

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -236,6 +236,7 @@ class DaphneServers(Protocol):
         env: dict[str, str] | None = None,
         *,
         application: str = ...,
+        args: Sequence[str] = ...,
     ) -> list[DaphneServer]: ...
 
 
@@ -254,8 +255,11 @@ class _ServerFactory:
         env: dict[str, str] | None = None,
         *,
         application: str = "chatsite.asgi:application",
+        args: Sequence[str] = (),
     ) -> list[DaphneServer]:
         """Start `n` daphne processes sharing the test database; wait until all are healthy.
+
+        `args` are extra daphne command-line options (e.g. `["--proxy-headers"]`).
 
         Redis is used when `redis` is True, or when it is None and n > 1 (several processes
         cannot share the in-memory channel layer). Every call within one test shares the
@@ -267,7 +271,7 @@ class _ServerFactory:
             raise ValueError("several servers without Redis cannot see each other's events")
         server_env = self._base_env(use_redis)
         server_env.update(env or {})
-        started = [self._spawn(server_env, application) for _ in range(n)]
+        started = [self._spawn(server_env, application, args) for _ in range(n)]
         # Started together so that the processes' imports overlap; checked one by one.
         for server in started:
             server.wait_healthy()
@@ -293,7 +297,7 @@ class _ServerFactory:
             env["REDIS_URL"] = self.redis_url
         return env
 
-    def _spawn(self, env: dict[str, str], application: str) -> DaphneServer:
+    def _spawn(self, env: dict[str, str], application: str, args: Sequence[str] = ()) -> DaphneServer:
         index = len(self.servers)
         sock = listening_socket()
         port = sock.getsockname()[1]
@@ -302,7 +306,7 @@ class _ServerFactory:
         self._logs.append(log)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), application],
+                [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), *args, application],
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -351,7 +355,7 @@ class _ServerFactory:
 
 @pytest.fixture
 def daphne_servers(transactional_db: None, tmp_path: Path) -> Iterator[DaphneServers]:
-    """`daphne_servers(n, redis=None, env=None)` starts n real daphne processes.
+    """`daphne_servers(n, redis=None, env=None, args=())` starts n real daphne processes.
 
     Each serves chatsite.asgi on its own loopback port against this test's database, and
     with Redis (see `_ServerFactory.__call__`) under a key prefix of this test's own. All
