@@ -55,6 +55,15 @@ CLOSE_SERVER_ERROR = 1011
 # Bytes the server may hold for one viewer that is not reading before it is told to
 # resync from the log: bounds memory per connection whatever the room does.
 TRANSPORT_BACKLOG_MAX = 1 << 20
+# The largest WebSocket message read at all, as a multiple of the protocol's frame
+# limit: a frame between the two still gets its `too_large` error, a larger one is
+# closed with 1009 before it is buffered (daphne's own limit is 1 MiB).
+WS_MESSAGE_MAX_FACTOR = 8
+# Frames of one connection that have arrived but not been handled yet: past the high
+# mark the socket is not read (TCP pushes back on the client) until the consumer is
+# down to the low mark. Bounds what one connection can queue in memory.
+INBOUND_FRAMES_HIGH = 32
+INBOUND_FRAMES_LOW = 8
 
 
 def _write_now(transport, data: bytes) -> None:
@@ -104,6 +113,34 @@ def _release_handshake(ws) -> None:
         headers.clear()
 
 
+def _limit_inbound(ws) -> None:
+    """Bound what one daphne WebSocket reads ahead of its consumer: messages larger than
+    WS_MESSAGE_MAX_FACTOR protocol frames fail the connection (1009), and past
+    INBOUND_FRAMES_HIGH unhandled frames the socket stops being read until
+    `_resume_inbound` sees the backlog down to INBOUND_FRAMES_LOW. Autobahn copies its
+    factory's options onto each protocol when it connects, so these are per connection."""
+    limit = settings.CHAT_FRAME_MAX_BYTES * WS_MESSAGE_MAX_FACTOR
+    ws.maxMessagePayloadSize = ws.maxFramePayloadSize = limit
+    queue = ws.application_queue
+    receive = ws.onMessage
+
+    def on_message(payload: bytes, is_binary: bool) -> None:
+        receive(payload, is_binary)
+        if queue.qsize() >= INBOUND_FRAMES_HIGH and not ws.chat_inbound_paused:
+            ws.chat_inbound_paused = True
+            ws.transport.pauseProducing()
+
+    ws.chat_inbound_paused = False
+    ws.onMessage = on_message
+
+
+def _resume_inbound(ws) -> None:
+    if ws.chat_inbound_paused and ws.application_queue.qsize() <= INBOUND_FRAMES_LOW:
+        ws.chat_inbound_paused = False
+        if ws.transport is not None:
+            ws.transport.resumeProducing()
+
+
 class CommandBudget:
     """Per-connection token bucket for client commands of any kind. A client that keeps
     hitting the bottom is flooding and gets closed; one that bumps it gets errors."""
@@ -149,6 +186,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+        ws = self._daphne_protocol
+        if ws is not None and message["type"] == "websocket.receive":
+            _resume_inbound(ws)
 
     async def connect(self) -> None:
         self.conn_id = new_conn_id()
@@ -178,6 +218,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # error) by dropping TCP, so the client sees 1006 and cannot tell it from a
             # network fault; with a close frame it sees why (1009 too big, 1002).
             ws.failByDrop = False
+            _limit_inbound(ws)
         await self.accept()
         if ws is not None:
             _release_handshake(ws)
@@ -387,7 +428,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         while not isinstance(send, functools.partial) and hasattr(getattr(send, "__self__", None), "real_send"):
             send = send.__self__.real_send
         protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
-        if protocol is None or not all(hasattr(protocol, a) for a in ("transport", "send_queue", "STATE_OPEN")):
+        wanted = ("transport", "send_queue", "STATE_OPEN", "application_queue", "onMessage", "maxMessagePayloadSize")
+        if protocol is None or not all(hasattr(protocol, a) for a in wanted):
             return None
         transport = protocol.transport
         if not all(

@@ -1,11 +1,19 @@
 """What the consumer does to daphne's objects for a WebSocket it serves."""
 
+import asyncio
 from types import SimpleNamespace
 
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 
-from rooms.consumers import _release_handshake
+from rooms.consumers import (
+    INBOUND_FRAMES_HIGH,
+    INBOUND_FRAMES_LOW,
+    WS_MESSAGE_MAX_FACTOR,
+    _limit_inbound,
+    _release_handshake,
+    _resume_inbound,
+)
 
 
 def upgraded(producer):
@@ -43,3 +51,85 @@ def test_a_protocol_without_those_pieces_is_left_as_it_is():
     _release_handshake(ws)
 
     assert vars(ws).keys() == {"transport"}
+
+
+class PausableTransport:
+    def __init__(self):
+        self.paused = 0
+        self.resumed = 0
+
+    def pauseProducing(self):  # noqa: N802 (Twisted's name)
+        self.paused += 1
+
+    def resumeProducing(self):  # noqa: N802
+        self.resumed += 1
+
+
+def daphne_like_protocol():
+    """What _limit_inbound uses of daphne's WebSocketProtocol: each message goes to the
+    application's queue, as daphne's onMessage does."""
+    queue = asyncio.Queue()
+    ws = SimpleNamespace(
+        application_queue=queue,
+        transport=PausableTransport(),
+        maxMessagePayloadSize=1 << 20,
+        maxFramePayloadSize=1 << 20,
+    )
+    ws.onMessage = lambda payload, is_binary: queue.put_nowait({"type": "websocket.receive", "text": payload.decode()})
+    return ws
+
+
+def test_messages_over_a_small_multiple_of_the_frame_limit_are_not_read(settings):
+    ws = daphne_like_protocol()
+
+    _limit_inbound(ws)
+
+    assert ws.maxMessagePayloadSize == ws.maxFramePayloadSize == settings.CHAT_FRAME_MAX_BYTES * WS_MESSAGE_MAX_FACTOR
+    assert ws.maxMessagePayloadSize < 1 << 20
+
+
+def test_a_connection_that_sends_faster_than_it_is_answered_stops_being_read():
+    ws = daphne_like_protocol()
+    _limit_inbound(ws)
+
+    for _ in range(INBOUND_FRAMES_HIGH - 1):
+        ws.onMessage(b"{}", False)
+    assert ws.transport.paused == 0
+    for _ in range(10):
+        ws.onMessage(b"{}", False)
+
+    # Paused once, however many frames the read that was under way still held.
+    assert ws.transport.paused == 1
+    assert ws.application_queue.qsize() == INBOUND_FRAMES_HIGH + 9
+
+
+def test_reading_resumes_once_the_consumer_is_down_to_the_low_mark():
+    ws = daphne_like_protocol()
+    _limit_inbound(ws)
+    for _ in range(INBOUND_FRAMES_HIGH):
+        ws.onMessage(b"{}", False)
+
+    while ws.application_queue.qsize() > INBOUND_FRAMES_LOW + 1:
+        ws.application_queue.get_nowait()
+        _resume_inbound(ws)
+    assert ws.transport.resumed == 0
+    ws.application_queue.get_nowait()
+    _resume_inbound(ws)
+    _resume_inbound(ws)
+
+    assert ws.transport.resumed == 1
+    ws.onMessage(b"{}", False)
+    assert ws.transport.paused == 1
+
+
+def test_daphne_still_has_what_the_glue_relies_on():
+    """The glue reads daphne's, Autobahn's and Twisted's insides: an upgrade that moves
+    one of them must fail here, not fall back silently."""
+    from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+    from daphne.ws_protocol import WebSocketProtocol
+    from twisted.internet.tcp import Connection
+
+    assert "onMessage" in vars(WebSocketProtocol)
+    # Options copied from the factory onto each connection, which the glue then overrides.
+    assert {"maxMessagePayloadSize", "maxFramePayloadSize", "failByDrop"} <= set(AutobahnProtocol.CONFIG_ATTRS_COMMON)
+    assert callable(Connection.pauseProducing) and callable(Connection.resumeProducing)

@@ -165,3 +165,60 @@ async def test_a_frame_over_the_transport_limit_is_closed_1009(daphne_servers):
             assert reply["type"] == "error" and reply["code"] == "too_large", reply
             return
         assert ws.close_code == 1009, f"closed {ws.close_code}"
+
+
+async def test_a_frame_over_a_small_multiple_of_the_protocol_limit_is_closed_1009(daphne_servers):
+    # daphne alone reads messages of up to 1 MiB; nothing the protocol takes is over 8 KiB.
+    (server,) = daphne_servers(1)
+    await make_cast("oversized64", moderators=0, members=1)
+    async with connect(
+        f"{server.ws_url}/ws/rooms/oversized64/", origin=server.origin, proxy=None, max_size=None, ping_interval=None
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await ws.send(json.dumps({"type": "ping", "ts": "y" * (MAX_FRAME * 8 + 64)}))
+        with contextlib.suppress(ConnectionClosed):
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            raise AssertionError(f"the server read the frame and answered {reply}")
+        assert ws.close_code == 1009, f"closed {ws.close_code}"
+
+
+async def test_a_guest_sending_big_frames_faster_than_they_are_answered_is_not_read_ahead(daphne_servers):
+    """While the process cannot answer (its database thread waits on a lock), a guest
+    writes frames just under the transport limit without reading a reply: the server
+    stops reading its socket past a few dozen unhandled frames instead of queueing all
+    of them (150 of 1 MiB once grew a process by 100 MB, never given back)."""
+    import psycopg
+    from django.db import connection
+
+    (server,) = daphne_servers(1)
+    await make_cast("readahead", moderators=0, members=1)
+    raw = await open_raw(server, "/ws/rooms/readahead/")
+    assert (await raw.read_json())["type"] == "welcome"
+    rss_before = rss_kib(server.pid)
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.pop("options", None)
+    blocker = await psycopg.AsyncConnection.connect(**params)
+    frame = json.dumps({"type": "ping", "ts": "z" * (MAX_FRAME * 7)})
+    peak = rss_before
+    try:
+        await blocker.execute("LOCK TABLE rooms_room IN ACCESS EXCLUSIVE MODE")
+        # Answering a ping reads the room's head: this one waits on the lock, and every
+        # frame after it waits behind it.
+        await raw.send_json({"type": "ping", "ts": 0})
+        with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
+            for _ in range(150):
+                await asyncio.wait_for(raw.send_text(frame), 2)
+                peak = max(peak, rss_kib(server.pid))
+        for _ in range(5):
+            await asyncio.sleep(0.1)
+            peak = max(peak, rss_kib(server.pid))
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+        await raw.close()
+    assert server.alive()
+    report("read-ahead", rss_before_kib=rss_before, rss_peak_kib=peak)
+    # 150 frames of 56 KiB are 8 MiB; what may be queued is 32 of them plus one read.
+    assert peak - rss_before < 6 * 1024, f"RSS grew {peak - rss_before} KiB"
