@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from moderation.admin import UsernameAutocompleteView
 from rooms import views
 
 urlpatterns = [
@@ -15,5 +16,11 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Before the admin's own URLs: the mute and ban forms' user search (moderation/admin.py).
+    path(
+        "admin/autocomplete/usernames/",
+        admin.site.admin_view(UsernameAutocompleteView.as_view(admin_site=admin.site)),
+        name="admin_username_autocomplete",
+    ),
     path("admin/", admin.site.urls),
 ]

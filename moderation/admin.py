@@ -3,6 +3,11 @@ host sees and acts on their own rooms only. Changes go through moderation.servic
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.urls import reverse
 
 from moderation import services
 from moderation.models import AuditEntry, Ban, Block, Mute
@@ -11,18 +16,76 @@ from rooms.models import Room
 from rooms.permissions import is_site_staff
 
 
+class UsernameAutocompleteView(AutocompleteJsonView):
+    """The user search behind the mute and ban forms' user field.
+
+    Django's own search asks the User admin for view permission, which a host (staff,
+    but with no model permissions) does not have, and searches what the User admin
+    searches: names and e-mail addresses. Granting hosts view access to users would open
+    the user list as well. Here, someone the User admin lets in gets Django's answer; a
+    host who may add rows through the form gets active accounts whose username contains
+    the term, as username and id only, and nothing without a term (no paging through
+    every account). Any other field is refused.
+    """
+
+    usernames_only = False
+
+    def process_request(self, request):
+        term, model_admin, source_field, to_field_name = super().process_request(request)
+        self.source_admin = self.admin_site.get_model_admin(source_field.model)
+        return term, model_admin, source_field, to_field_name
+
+    def has_perm(self, request, obj=None):
+        if super().has_perm(request, obj=obj):
+            return True
+        source_admin = self.source_admin
+        if not (isinstance(source_admin, RestrictionAdmin) and self.source_field.name == "user"):
+            raise PermissionDenied
+        self.usernames_only = source_admin.has_add_permission(request)
+        return self.usernames_only
+
+    def get_queryset(self):
+        if not self.usernames_only:
+            return super().get_queryset()
+        User = get_user_model()
+        if not self.term:
+            return User.objects.none()
+        lookup = {f"{User.USERNAME_FIELD}__icontains": self.term}
+        return User.objects.filter(is_active=True, **lookup).order_by(User.USERNAME_FIELD)
+
+    def serialize_result(self, obj, to_field_name):
+        if not self.usernames_only:
+            return super().serialize_result(obj, to_field_name)
+        return {"id": str(getattr(obj, to_field_name)), "text": obj.get_username()}
+
+
+class UsernameAutocompleteSelect(AutocompleteSelect):
+    def get_url(self):
+        return reverse("admin_username_autocomplete")
+
+
 class RestrictionForm(forms.ModelForm):
-    seconds = forms.IntegerField(
-        min_value=1, required=False, help_text="How long. Mutes need it; leave empty for a permanent ban."
-    )
+    seconds = forms.IntegerField(min_value=1, required=False)
 
     class Meta:
         fields = ("room", "user", "reason")
 
 
+class MuteForm(RestrictionForm):
+    seconds = forms.IntegerField(min_value=1, help_text="How long the mute lasts, in seconds. A mute always ends.")
+
+
+class BanForm(RestrictionForm):
+    seconds = forms.IntegerField(
+        min_value=1, required=False, help_text="How long the ban lasts, in seconds; leave empty for a permanent ban."
+    )
+
+
 class RestrictionAdmin(RoomScopedAdmin):
     hosts_may_add = True
-    form = RestrictionForm
+    # A search by username: a select of every account on the site would be slow to
+    # render and would hand every host the full list.
+    autocomplete_fields = ("user",)
     list_display = ("room", "user", "by", "reason", "created_at", "until", "ended_at")
     list_filter = ("room",)
     list_select_related = ("room", "user", "by")
@@ -44,6 +107,8 @@ class RestrictionAdmin(RoomScopedAdmin):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "room" and not is_site_staff(request.user):
             kwargs["queryset"] = Room.objects.filter(memberships__user=request.user, memberships__role="host")
+        if db_field.name == "user":
+            kwargs["widget"] = UsernameAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
@@ -78,6 +143,7 @@ class RestrictionAdmin(RoomScopedAdmin):
 
 @admin.register(Mute)
 class MuteAdmin(RestrictionAdmin):
+    form = MuteForm
     start_service = staticmethod(services.check_mute)
     end_service = staticmethod(services.check_unmute)
     noun = "is muted"
@@ -85,6 +151,7 @@ class MuteAdmin(RestrictionAdmin):
 
 @admin.register(Ban)
 class BanAdmin(RestrictionAdmin):
+    form = BanForm
     start_service = staticmethod(services.check_ban)
     end_service = staticmethod(services.check_unban)
     noun = "is banned"
