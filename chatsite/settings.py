@@ -230,6 +230,13 @@ CHAT_BODY_MAX_CHARS = env_int("CHAT_BODY_MAX_CHARS", 500, minimum=1)
 CHAT_FRAME_MAX_BYTES = env_int("CHAT_FRAME_MAX_BYTES", 8192, minimum=256)
 CHAT_HISTORY_FIRST_VISIT = 50
 CHAT_HISTORY_RESUME_MAX = 1000
+# `sync` replays, per connection: a sustained rate and a burst (paging a long catch-up
+# is a burst), and the page a guest gets (signed-in viewers get CHAT_HISTORY_RESUME_MAX).
+# Replays are cheap to ask for and dear to serve; these keep a few sockets from taking
+# the process's database thread from everyone else.
+CHAT_SYNC_PER_SECOND = env_int("CHAT_SYNC_PER_SECOND", 2, minimum=1)
+CHAT_SYNC_BURST = env_int("CHAT_SYNC_BURST", 10, minimum=1)
+CHAT_SYNC_PAGE_GUEST = env_int("CHAT_SYNC_PAGE_GUEST", 200, minimum=1)
 CHAT_SEND_RATE_BURST = (env_int("CHAT_SEND_BURST_COUNT", 5, minimum=1), 5)
 CHAT_SEND_RATE_SUSTAINED = (env_int("CHAT_SEND_SUSTAINED_COUNT", 20, minimum=1), 30)
 CHAT_MAX_CONNECTIONS_PER_USER = env_int("CHAT_MAX_CONNECTIONS_PER_USER", 50, minimum=1)

@@ -25,7 +25,7 @@ from twisted.web.http import HTTPChannel
 from moderation import services as moderation
 from moderation.selectors import active_ban, active_mute
 from rooms import selectors, services
-from rooms.errors import ChatError
+from rooms.errors import ChatError, RateLimited
 from rooms.models import Room
 from rooms.permissions import is_team
 from rooms.presence import Entry, get_presence
@@ -227,6 +227,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         room, self.me, self.blocked, banned, mute, balance, pinned = state
         self.budget = CommandBudget(**_budget_for(self.me), strikes_to_close=settings.CHAT_FLOOD_STRIKES)
+        # Refused syncs are already counted by the command budget: these strikes close nothing.
+        self.sync_budget = CommandBudget(
+            rate=settings.CHAT_SYNC_PER_SECOND, burst=settings.CHAT_SYNC_BURST, strikes_to_close=2**31
+        )
         if banned:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -504,27 +508,33 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=ack_frame(command.client_id, id=message.pk, seq=message.seq))
 
     async def do_sync(self, command: Command) -> None:
+        # Commands are answered one at a time, so a connection has one replay in flight
+        # at most; the budget bounds how often, the page how big.
+        wait = self.sync_budget.take()
+        if wait is not None:
+            raise RateLimited("Too many syncs; wait a moment before the next one.", retry_after=wait)
+        page = settings.CHAT_HISTORY_RESUME_MAX if self.user_id is not None else settings.CHAT_SYNC_PAGE_GUEST
         # Hold live events while replaying so that each event reaches the client once:
         # what the replay covers is dropped from the outbox when it is released.
         self.holding = True
         try:
-            history = await database_sync_to_async(selectors.room_history)(
-                self.room_id, after=command.args["after"], blocked=self.blocked
+            replay = await database_sync_to_async(selectors.room_replay)(
+                self.room_id, after=command.args["after"], blocked=self.blocked, limit=page
             )
         except Exception:
             await self._release(self.last_seq)
             raise
-        if history.events:
-            await self.base_send({"type": "websocket.send", "text": batch_text([encode(e) for e in history.events])})
-        if history.truncated:
+        if replay.texts:
+            await self.base_send({"type": "websocket.send", "text": batch_text(replay.texts)})
+        synced = {"type": "synced", "last_seq": replay.last_seq}
+        if replay.truncated:
             # The client asks for the next page; live events keep waiting until it has
             # caught up (or the outbox bound sends it back with ?after).
-            synced = {"type": "synced", "last_seq": history.events[-1]["seq"], "truncated": True}
+            synced["truncated"] = True
             await self.send(text_data=encode(with_client_id(synced, command.client_id)))
             return
-        synced = {"type": "synced", "last_seq": history.last_seq}
         await self.send(text_data=encode(with_client_id(synced, command.client_id)))
-        await self._release(history.last_seq)
+        await self._release(replay.last_seq)
 
     async def _acked(self, command: Command, action, *args, **kwargs) -> None:
         """Run a service that appends a room event and ack with that event's seq."""

@@ -10,7 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from moderation.selectors import blocked_user_ids, restriction_columns_params, restriction_columns_sql
@@ -86,15 +87,21 @@ class History:
     truncated: bool
 
 
-def room_history(room_id: int, *, after: int | None, blocked: set[int], limit: int | None = None) -> History:
-    """The log as one viewer sees it: the latest events on a first visit (`after` None),
-    otherwise every event after `after`, oldest first."""
+def _visible_log(room_id: int, blocked: set[int]) -> tuple[QuerySet, int]:
+    """The room's events one viewer may see, up to the head, and the head's seq."""
     # Read the head first: everything up to it is committed, and later events reach the
     # viewer live (it subscribed before calling this).
     last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
     events = RoomEvent.objects.filter(room_id=room_id, seq__lte=last_seq)
     if blocked:
         events = events.exclude(actor_id__in=blocked)
+    return events, last_seq
+
+
+def room_history(room_id: int, *, after: int | None, blocked: set[int], limit: int | None = None) -> History:
+    """The log as one viewer sees it: the latest events on a first visit (`after` None),
+    otherwise every event after `after`, oldest first."""
+    events, last_seq = _visible_log(room_id, blocked)
     if after is None:
         limit = limit or settings.CHAT_HISTORY_FIRST_VISIT
         rows = list(events.order_by("-seq").values_list("data", flat=True)[:limit])
@@ -104,6 +111,33 @@ def room_history(room_id: int, *, after: int | None, blocked: set[int], limit: i
     rows = list(events.filter(seq__gt=after).order_by("seq").values_list("data", flat=True)[: limit + 1])
     truncated = len(rows) > limit
     return History(events=rows[:limit], last_seq=last_seq, truncated=truncated)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A page of the log as stored JSON text, for a viewer catching up."""
+
+    texts: list[str]
+    # The viewer has everything up to this seq once it has these events: the head, or
+    # the last event of a truncated page.
+    last_seq: int
+    truncated: bool
+
+
+def room_replay(room_id: int, *, after: int, blocked: set[int], limit: int) -> Replay:
+    """Every event after `after` that the viewer may see, oldest first, at most `limit`,
+    each as the database holds its JSON: forwarded as it is, never decoded and encoded
+    again (a catch-up of thousands of events would cost the process seconds of CPU)."""
+    events, last_seq = _visible_log(room_id, blocked)
+    rows = list(
+        events.filter(seq__gt=after)
+        .order_by("seq")
+        .annotate(text=Cast("data", TextField()))
+        .values_list("seq", "text")[: limit + 1]
+    )
+    if len(rows) > limit:
+        return Replay(texts=[text for _, text in rows[:limit]], last_seq=rows[limit - 1][0], truncated=True)
+    return Replay(texts=[text for _, text in rows], last_seq=last_seq, truncated=False)
 
 
 def viewer_blocks(user) -> set[int]:

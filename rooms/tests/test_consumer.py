@@ -356,18 +356,18 @@ async def test_sync_with_nothing_new_only_says_synced(connect, room, host, viewe
 async def test_events_published_during_a_sync_reach_the_client_exactly_once(connect, room, host, viewer, monkeypatch):
     await send_messages(room, host, 2)
     client = await connect(room, viewer)
-    real_history = selectors.room_history
+    real_replay = selectors.room_replay
 
-    def history_while_the_room_moves(room_id, **kwargs):
+    def replay_while_the_room_moves(room_id, **kwargs):
         # Three events commit and go out live while the replay is being read; the
         # pause lets the hub offer them to the (holding) viewer before the read.
         do_send_message(room=room, author=host, body="during 1")
         do_send_message(room=room, author=host, body="during 2")
         time.sleep(0.2)
         do_send_message(room=room, author=host, body="during 3")
-        return real_history(room_id, **kwargs)
+        return real_replay(room_id, **kwargs)
 
-    monkeypatch.setattr(selectors, "room_history", history_while_the_room_moves)
+    monkeypatch.setattr(selectors, "room_replay", replay_while_the_room_moves)
     await client.send({"type": "sync", "after": 1})
     synced, before = await client.receive_until(lambda e: e["type"] == "synced", what="synced")
     await client.expect_nothing(timeout=0.5)
@@ -794,16 +794,16 @@ async def test_a_viewer_held_mid_sync_past_the_queue_bound_is_closed_4409(
 ):
     settings.CHAT_VIEWER_QUEUE_MAX = 3
     client = await connect(room, viewer)
-    real_history = selectors.room_history
+    real_replay = selectors.room_replay
 
-    def slow_history(room_id, **kwargs):
+    def slow_replay(room_id, **kwargs):
         # The room moves faster than this replay is read: the viewer's outbox overflows.
         for i in range(5):
             do_send_message(room=room, author=host, body=f"burst {i}")
         time.sleep(0.3)
-        return real_history(room_id, **kwargs)
+        return real_replay(room_id, **kwargs)
 
-    monkeypatch.setattr(selectors, "room_history", slow_history)
+    monkeypatch.setattr(selectors, "room_replay", slow_replay)
     await client.send({"type": "sync", "after": 0})
 
     assert await client.expect_close() == 4409

@@ -30,7 +30,7 @@ export const CLOSE = Object.freeze({
 
 // Frames that are about this connection, not the room log. Anything else carrying an
 // integer `seq` is a room event, including types this client does not know yet.
-const CONNECTION_TYPES = new Set(["welcome", "presence", "roster", "ack", "error", "pong", "synced"]);
+const CONNECTION_TYPES = new Set(["welcome", "presence", "roster", "ack", "error", "pong", "synced", "you"]);
 
 export function isRoomEvent(frame) {
   return !CONNECTION_TYPES.has(frame.type) && Number.isInteger(frame.seq);
@@ -113,7 +113,7 @@ export class RoomConnection {
     this.hiddenAt = 0;
     this.sync = null;
     this.roomLast = 0;
-    this.timers = { reconnect: null, gap: null, ping: null, watch: null, probe: null };
+    this.timers = { reconnect: null, gap: null, ping: null, watch: null, probe: null, syncRetry: null };
     this.status = { state: "connecting", retryAt: 0, reason: "" };
     this.onOnline = () => this.reconnectNow();
     this.onOffline = () => this.#goOffline();
@@ -221,7 +221,7 @@ export class RoomConnection {
     this.socket = null;
     this.ready = false;
     this.sync = null;
-    for (const name of ["gap", "ping", "watch", "probe"]) this.#clear(name);
+    for (const name of ["gap", "ping", "watch", "probe", "syncRetry"]) this.#clear(name);
     if (socket) {
       socket.onopen = socket.onmessage = socket.onclose = null;
       try {
@@ -324,6 +324,14 @@ export class RoomConnection {
       case "error":
         if (this.sync && frame.client_id === this.sync.clientId) {
           this.sync = null;
+          // Syncs have a budget of their own: ask again when the server says we may.
+          if (frame.retry_after > 0) {
+            this.#clear("syncRetry");
+            this.timers.syncRetry = setTimeout(() => {
+              this.timers.syncRetry = null;
+              this.#requestSync();
+            }, frame.retry_after * 1000);
+          }
           return;
         }
         break;
