@@ -1,9 +1,7 @@
-import copy
-import uuid
-
 import pytest
 
 from conftest import make_user
+from moderation import limits
 
 
 @pytest.fixture(autouse=True)
@@ -15,16 +13,13 @@ def _channels_mode(request):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits(settings):
-    """Rate-limit counters live in the cache and are keyed by user id. Ids repeat across
-    tests (SQLite reuses them after a rollback) and, on Redis, across test runs sharing
-    one server, so each test counts in a namespace of its own. Never `cache.clear()`:
-    on Redis that would flush keys that are not ours."""
-    caches = copy.deepcopy(settings.CACHES)
-    caches["default"]["KEY_PREFIX"] = f"chatsite-test-{uuid.uuid4().hex[:10]}"
-    if caches["default"]["BACKEND"].endswith("LocMemCache"):
-        caches["default"]["LOCATION"] = caches["default"]["KEY_PREFIX"]
-    settings.CACHES = caches
+def _fresh_rate_limits():
+    """Send limits are keyed by room and user id, and ids repeat across tests (SQLite
+    reuses them after a rollback): each test starts with none counted. On Redis, the
+    `redis_layer` fixture's key prefix keeps each test's counts apart."""
+    limits._memory.reset()
+    yield
+    limits._memory.reset()
 
 
 @pytest.fixture

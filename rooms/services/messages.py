@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from moderation.selectors import send_restriction
+from moderation.limits import check_send_allowed
 from rooms.errors import BadRequest, ChatError, NotFound, Unauthenticated
 from rooms.models import Message, Room, RoomEvent
 from rooms.permissions import Standing, is_site_staff, standings
@@ -122,7 +122,8 @@ def prepare_message(
     if len(body) > settings.CHAT_BODY_MAX_CHARS:
         raise BadRequest(f"A message is at most {settings.CHAT_BODY_MAX_CHARS} characters.")
     where = Standing(role=room.member_role or "member", is_staff=is_site_staff(actor))
-    refusal = send_restriction(
+    refusal = check_send_allowed(
+        room_id=room.pk,
         user_id=actor.pk,
         exempt=where.exempt_from_limits,
         banned_until=room.banned_until,

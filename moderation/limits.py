@@ -1,0 +1,269 @@
+"""A member's send limits: slow mode and the send-rate windows, claimed atomically.
+
+Every server process has its own writer for a room, so two processes check a member's
+sends at the same moment. Reading a counter and writing it back separately lets both
+pass what only one may; here each attempted send is one atomic claim that checks slow
+mode and both rate windows together and records the send only if all of them pass. With
+REDIS_URL set the claim is one Lua script, so it holds across every process; without it
+(the embedded mode, one process) it runs under a lock in memory, with the same rules.
+
+A claim changes state, so this is a service module, not a selector.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from django.conf import settings
+
+from rooms.errors import ChatError, RateLimited
+
+logger = logging.getLogger(__name__)
+
+# A claim's answer: None when the send is recorded, else (reason, wait in ms), where
+# reason 0 is slow mode and i >= 1 the i-th window (burst, then sustained).
+Refusal = tuple[int, int] | None
+
+# After a failed Redis call, claims skip Redis for this long: they run in the database
+# thread the process's sends share, and while Redis hangs each would wait its timeout.
+OUTAGE_HOLD_SECONDS = 1.0
+# At most one warning per this many seconds while Redis fails, however many sends.
+WARNING_EVERY_SECONDS = 10.0
+
+
+def check_send_allowed(
+    *,
+    room_id: int,
+    user_id: int,
+    exempt: bool,
+    banned_until: datetime | None,
+    muted_until: datetime | None,
+    slow_mode_seconds: int,
+    last_sent_at: datetime | None,
+    now: datetime,
+) -> ChatError | None:
+    """Why a user may not post in a room right now, or None, in which case the send is
+    counted against slow mode and the rate limits: call it once per attempted send.
+
+    `exempt`: the host team and staff, whom slow mode and rate limits do not apply to.
+    `last_sent_at`: the user's last stored message in the room. Slow mode is checked
+    against it as well as against the claim, which covers a Redis that restarted empty
+    and a slow mode turned on after the user's last message.
+    """
+    if banned_until is not None:
+        return ChatError("You are banned from this room.", code="banned")
+    if muted_until is not None:
+        return ChatError("You are muted in this room.", code="muted", retry_after=(muted_until - now).total_seconds())
+    if exempt:
+        return None
+    if slow_mode_seconds and last_sent_at is not None:
+        wait = slow_mode_seconds - (now - last_sent_at).total_seconds()
+        if wait > 0:
+            return _slow_mode_error(slow_mode_seconds, wait)
+    return claim_send(room_id=room_id, user_id=user_id, slow_mode_seconds=slow_mode_seconds)
+
+
+def claim_send(*, room_id: int, user_id: int, slow_mode_seconds: int, now: float | None = None) -> ChatError | None:
+    """Record one send of `user_id` in `room_id` if it keeps to slow mode and to both
+    send-rate windows, atomically across processes; else the error that refuses it, with
+    retry_after the wait until a send would pass (the longest of the waits that apply),
+    and nothing recorded, so a refused send delays nothing.
+
+    `now`: seconds since the epoch; None is the store's clock (Redis's own, which every
+    process shares).
+
+    If Redis fails, the send is let through, as connection limits are (rooms/consumers.py):
+    chat keeps working while the limits are down, a warning is logged every
+    WARNING_EVERY_SECONDS, and slow mode still holds through the database check in
+    check_send_allowed.
+    """
+    limits = (settings.CHAT_SEND_RATE_BURST, settings.CHAT_SEND_RATE_SUSTAINED)
+    # Sliding windows: fixed ones would let a burst straddle a boundary twice.
+    windows = [(count, int(window * 1000)) for count, window in limits]
+    slow_ms = max(0, int(slow_mode_seconds * 1000))
+    now_ms = None if now is None else int(now * 1000)
+    try:
+        refusal = get_limits().claim(room_id=room_id, user_id=user_id, now_ms=now_ms, slow_ms=slow_ms, windows=windows)
+    except LimitsUnavailable:
+        _warn_unavailable()
+        return None
+    if refusal is None:
+        return None
+    reason, wait_ms = refusal
+    if reason == 0:
+        return _slow_mode_error(slow_mode_seconds, wait_ms / 1000)
+    count, window = limits[reason - 1]
+    return RateLimited(f"You are sending too fast: at most {count} messages in {window} s.", retry_after=wait_ms / 1000)
+
+
+def _slow_mode_error(slow_mode_seconds: int, wait: float) -> ChatError:
+    return ChatError(f"Slow mode: one message every {slow_mode_seconds} s.", code="slow_mode", retry_after=wait)
+
+
+class LimitsUnavailable(Exception):
+    """Redis failed during a claim, or a moment ago."""
+
+
+class MemoryLimits:
+    """One process's limits, for the embedded mode: the Lua script's rules under a lock.
+
+    The slow-mode slot of a (room, user) lives as long as the interval it was claimed
+    with, like the Redis key's PX; a send's time stays in its user's list as long as the
+    longest window.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        # (room id, user id) -> (when the last send was recorded, when the slot lapses), ms.
+        self.slots: dict[tuple[int, int], tuple[int, int]] = {}
+        # user id -> times of the sends recorded in the longest window, ms, ascending.
+        self.sends: dict[int, list[int]] = {}
+        self.sweep_at = 1024
+
+    def claim(
+        self, *, room_id: int, user_id: int, now_ms: int | None, slow_ms: int, windows: list[tuple[int, int]]
+    ) -> Refusal:
+        with self.lock:
+            now = int(self.clock() * 1000) if now_ms is None else now_ms
+            longest = max(window for _, window in windows)
+            reason, wait = -1, 0
+            slot = self.slots.get((room_id, user_id))
+            if slow_ms > 0 and slot is not None and now < slot[1] and slot[0] + slow_ms - now > 0:
+                reason, wait = 0, slot[0] + slow_ms - now
+            sent = self.sends.get(user_id, [])
+            del sent[: bisect.bisect_right(sent, now - longest)]
+            for i, (count, window) in enumerate(windows, start=1):
+                recent = sent[bisect.bisect_right(sent, now - window) :]
+                if len(recent) >= count and recent[-count] + window - now > wait:
+                    reason, wait = i, recent[-count] + window - now
+            if reason >= 0:
+                return reason, wait
+            if slow_ms > 0:
+                self.slots[(room_id, user_id)] = (now, now + slow_ms)
+            bisect.insort(sent, now)
+            self.sends[user_id] = sent
+            if len(self.slots) + len(self.sends) > self.sweep_at:
+                self._sweep(now, longest)
+            return None
+
+    def _sweep(self, now: int, longest: int) -> None:
+        """Forget lapsed slots and idle users: what Redis's expiry does for its keys."""
+        self.slots = {key: slot for key, slot in self.slots.items() if now < slot[1]}
+        self.sends = {user: sent for user, sent in self.sends.items() if sent and sent[-1] > now - longest}
+        self.sweep_at = max(1024, 2 * (len(self.slots) + len(self.sends)))
+
+    def reset(self) -> None:
+        with self.lock:
+            self.slots.clear()
+            self.sends.clear()
+
+
+# KEYS: the slow-mode slot of a room and user (when its last send was recorded, ms; PX the
+#       interval), the user's sends (sorted set: a unique member per send, scored by ms).
+# ARGV: now in ms ('' for the server's clock), the slow-mode interval in ms (0: off), this
+#       send's member, then (count, window in ms) per window.
+# Returns {-1, 0} when the send is recorded, else {reason, wait in ms} as in Refusal.
+_CLAIM = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+local slow = tonumber(ARGV[2])
+local reason, wait = -1, 0
+if slow > 0 then
+  local last = redis.call('GET', KEYS[1])
+  if last and tonumber(last) + slow - now > 0 then
+    reason, wait = 0, tonumber(last) + slow - now
+  end
+end
+local longest = 0
+for i = 4, #ARGV, 2 do longest = math.max(longest, tonumber(ARGV[i + 1])) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - longest)
+for i = 4, #ARGV, 2 do
+  local count, window = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  -- The count-th newest send in the window: the window has room again once it leaves.
+  local nth = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', '(' .. (now - window),
+    'WITHSCORES', 'LIMIT', count - 1, 1)
+  if #nth > 0 and tonumber(nth[2]) + window - now > wait then
+    reason, wait = (i - 2) / 2, tonumber(nth[2]) + window - now
+  end
+end
+if reason >= 0 then return {reason, wait} end
+if slow > 0 then redis.call('SET', KEYS[1], now, 'PX', slow) end
+redis.call('ZADD', KEYS[2], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], longest)
+return {-1, 0}
+"""
+
+
+class RedisLimits:
+    """The limits every process shares, for the scale-out mode."""
+
+    def __init__(self, client, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.down_until = 0.0
+        self._claim = client.register_script(_CLAIM)
+
+    def claim(
+        self, *, room_id: int, user_id: int, now_ms: int | None, slow_ms: int, windows: list[tuple[int, int]]
+    ) -> Refusal:
+        if time.monotonic() < self.down_until:
+            raise LimitsUnavailable("Redis failed a moment ago")
+        keys = [f"{self.prefix}:limits:slow:{room_id}:{user_id}", f"{self.prefix}:limits:sends:{user_id}"]
+        args = ["" if now_ms is None else now_ms, slow_ms, secrets.token_hex(8)]
+        args += [n for window in windows for n in window]
+        try:
+            reason, wait = self._claim(keys=keys, args=args)
+        except Exception as exc:
+            self.down_until = time.monotonic() + OUTAGE_HOLD_SECONDS
+            raise LimitsUnavailable(str(exc)) from exc
+        return None if reason < 0 else (int(reason), int(wait))
+
+
+_memory = MemoryLimits()
+_redis: dict[tuple[str, str], RedisLimits] = {}
+_redis_lock = threading.Lock()
+_next_warning = 0.0
+
+
+def get_limits() -> MemoryLimits | RedisLimits:
+    """The limits store: Redis when REDIS_URL is set, this process's memory otherwise.
+    Claims run in sync code (the database thread), so the Redis client is redis-py's
+    sync one, made once per URL and key prefix."""
+    if not settings.REDIS_URL:
+        return _memory
+    where = (settings.REDIS_URL, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"])
+    store = _redis.get(where)
+    if store is None:
+        with _redis_lock:
+            store = _redis.get(where)
+            if store is None:
+                import redis
+
+                client = redis.Redis.from_url(
+                    where[0],
+                    # Short, like presence's: a send waits on this in the thread every
+                    # send of the process shares.
+                    socket_timeout=1,
+                    socket_connect_timeout=1,
+                )
+                store = _redis[where] = RedisLimits(client, where[1])
+    return store
+
+
+def _warn_unavailable() -> None:
+    global _next_warning
+    if time.monotonic() >= _next_warning:
+        _next_warning = time.monotonic() + WARNING_EVERY_SECONDS
+        logger.warning("Send limits unavailable (Redis failed); letting member sends through", exc_info=True)
