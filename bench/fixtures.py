@@ -29,7 +29,7 @@ def setup_django() -> None:
     django.setup()
 
 
-def make(slug: str, senders: int, host: str, sender_prefix: str, live: bool) -> dict:
+def make(slug: str, senders: int, host: str, sender_prefix: str, live: bool, log_events: int = 0) -> dict:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
 
@@ -52,6 +52,12 @@ def make(slug: str, senders: int, host: str, sender_prefix: str, live: bool) -> 
     if live and not room.is_live:
         # Viewers read any public room; live is how a real audience finds it.
         services.do_update_room(room_id=room.pk, actor_id=None, is_live=True)
+
+    if room.last_seq < log_events:
+        # A log to replay (sync storms): plain messages from the host.
+        author = User.objects.get(username=host)
+        for i in range(log_events - room.last_seq):
+            services.do_send_message(room=room, author=author, body=f"backlog line {i} " + "x" * 80)
 
     sessions = []
     team = set(Membership.objects.filter(room=room).values_list("user__username", flat=True))
@@ -78,9 +84,10 @@ def main(argv=None) -> None:
     p.add_argument("--host-user", default="bench-host")
     p.add_argument("--sender-prefix", default="bench-sender-")
     p.add_argument("--not-live", dest="live", action="store_false")
+    p.add_argument("--log-events", type=int, default=0, help="fill the room's log to at least this many events")
     args = p.parse_args(argv)
     setup_django()
-    out = make(args.slug, args.senders, args.host_user, args.sender_prefix, args.live)
+    out = make(args.slug, args.senders, args.host_user, args.sender_prefix, args.live, args.log_events)
     print(json.dumps(out))
 
 

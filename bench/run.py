@@ -33,6 +33,7 @@ sys.path.insert(0, HERE)
 
 import loadgen  # noqa: E402
 import procstats  # noqa: E402
+import syncstorm  # noqa: E402
 from loadgen import LoadConfig  # noqa: E402
 
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
@@ -70,6 +71,11 @@ PRESETS: dict[str, dict] = {
         # buffers: at ~40 KB/s per viewer a reader must stall for a minute or more to hit it.
         load=dict(viewers=1000, senders=10, rate=100, duration=120, warmup=5, ramp=100, slow=20, slow_pause=90,
                   slow_at=10),
+    ),
+    "sync-storm": dict(
+        help="20 guests asking for a 1,200-event replay 10 times a second each, 20 s: a bystander's ping",
+        load=dict(viewers=0, senders=1, rate=0, duration=20),
+        storm=dict(guests=20, per_second=10, log_events=1200),
     ),
     "ceiling": dict(
         help="the generator's own ceiling against bench/fanout_server.py (use with --server fanout)",
@@ -168,8 +174,9 @@ def migrate(env: dict) -> None:
         raise SystemExit(f"migrate failed:\n{r.stdout}\n{r.stderr}")
 
 
-def make_fixtures(env: dict, slug: str, senders: int) -> dict:
-    r = subprocess.run([PYTHON, os.path.join(HERE, "fixtures.py"), "--slug", slug, "--senders", str(senders)],
+def make_fixtures(env: dict, slug: str, senders: int, log_events: int = 0) -> dict:
+    r = subprocess.run([PYTHON, os.path.join(HERE, "fixtures.py"), "--slug", slug, "--senders", str(senders),
+                        "--log-events", str(log_events)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if r.returncode:
         raise SystemExit(f"fixtures failed:\n{r.stdout}\n{r.stderr}")
@@ -437,7 +444,7 @@ def main(argv=None) -> None:
                 ensure_database(args.database_url)
                 migrate(env)
             slug = args.room or f"bench-{label}-{stamp}".lower().replace(".", "-")[:64]
-            fx = make_fixtures(env, slug, max_senders)
+            fx = make_fixtures(env, slug, max_senders, preset.get("storm", {}).get("log_events", 0))
             base.room = fx["slug"]
             base.sessions = fx["sessions"]
         if not args.url:
@@ -452,7 +459,14 @@ def main(argv=None) -> None:
         if args.profile and pid:
             profiler = _start_profiler(pid, base, args, label, kind, stamp)
 
+        storm_spec = preset.get("storm")
+
         async def go():
+            if storm_spec:
+                return await syncstorm.run_storm(
+                    f"{base.url}/ws/rooms/{base.room}/", f"http://127.0.0.1:{port}", guests=storm_spec["guests"],
+                    per_second=storm_spec["per_second"], duration=base.duration, probe=probe,
+                )
             if search_spec and args.rate is None:
                 return await search(base, probe, args, search_spec)
             if sweep_spec and (args.sweep or args.rate is None):
@@ -485,6 +499,10 @@ def main(argv=None) -> None:
     with open(path, "w") as fh:
         json.dump(out, fh, indent=2)
 
+    if "storm" in out:
+        print(syncstorm.format_storm(out))
+        print(f"\nreport: {os.path.relpath(path, ROOT)}")
+        return
     results = out.get("steps") or [out]
     if "steps" not in out:
         print(loadgen.format_table(out))
