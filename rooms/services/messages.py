@@ -17,6 +17,7 @@ from rooms.models import Message, Room, RoomEvent
 from rooms.permissions import Standing, is_site_staff, standings
 from rooms.selectors import send_contexts, user_in_room, user_with_standing
 from rooms.services.events import build_event, publish_on_commit, take_seqs
+from rooms.text import visible
 
 MENTION_RE = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
 EXCERPT_CHARS = 80
@@ -116,7 +117,7 @@ def prepare_message(
         return Message.objects.get(pk=room.stored_id)
     if not isinstance(body, str):
         raise BadRequest("`body` must be a string.")
-    body = body.strip()
+    body = visible(body)
     if not body:
         raise BadRequest("A message cannot be empty.")
     if len(body) > settings.CHAT_BODY_MAX_CHARS:

@@ -15,12 +15,13 @@ from rooms.permissions import MODERATOR, actor_rank
 from rooms.protocol import NOTICE_BODY_MAX, iso
 from rooms.selectors import user_in_room
 from rooms.services.events import append_event
+from rooms.text import visible
 
 
 def _clean(body: str, level: str) -> str:
     if level not in Notice.Level.values:
         raise BadRequest('The level is "info" or "warning".')
-    body = (body or "").strip()
+    body = visible(body or "")
     if not body or len(body) > NOTICE_BODY_MAX:
         raise BadRequest(f"A notice is 1 to {NOTICE_BODY_MAX} characters.")
     return body

@@ -12,6 +12,7 @@ from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from rooms.models import Membership, Role, Room, RoomEvent
 from rooms.permissions import HOST, actor_rank
 from rooms.services.events import append_event
+from rooms.text import visible
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
@@ -19,7 +20,7 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 def do_create_room(*, slug: str, title: str, host_username: str) -> Room:
     """Create a room owned by an existing user, who becomes its host."""
     slug = slug.strip().lower()
-    title = title.strip()
+    title = visible(title)
     if not SLUG_RE.match(slug):
         raise BadRequest("A room slug is 1-64 lowercase letters, digits and hyphens, starting with a letter or digit.")
     if not title or len(title) > 200:
@@ -98,7 +99,7 @@ def do_update_room(
     with transaction.atomic():
         room = Room.objects.select_for_update().get(pk=room_id)
         if title is not None:
-            title = title.strip()
+            title = visible(title)
             if not title or len(title) > 200:
                 raise BadRequest("A room title is 1 to 200 characters.")
             room.title = title

@@ -21,6 +21,7 @@ from rooms.models import LedgerEntry, Room, Tip, Wallet
 from rooms.protocol import iso
 from rooms.selectors import user_in_room
 from rooms.services.events import log_event, next_seq
+from rooms.text import visible
 
 
 class InvalidAmount(ChatError):
@@ -59,7 +60,7 @@ def check_send_tip(actor, room_id: int, *, amount, body: str = "", client_id: st
     if existing is not None:
         return existing
     amount = validate_amount(amount, maximum=settings.CHAT_TIP_MAX)
-    body = (body or "").strip()
+    body = visible(body or "")
     if len(body) > 200:
         raise BadRequest("A tip note is at most 200 characters.")
     room = Room.objects.filter(pk=room_id).first()
