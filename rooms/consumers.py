@@ -57,7 +57,8 @@ CLOSE_SERVER_ERROR = 1011
 TRANSPORT_BACKLOG_MAX = 1 << 20
 # The largest WebSocket message read at all, as a multiple of the protocol's frame
 # limit: a frame between the two still gets its `too_large` error, a larger one is
-# closed with 1009 before it is buffered (daphne's own limit is 1 MiB).
+# closed with 1009 before it is buffered (daphne's own limit is 1 MiB, and it bounds
+# what the server sends too: a replay or a welcome may be larger).
 WS_MESSAGE_MAX_FACTOR = 8
 # Frames of one connection that have arrived but not been handled yet: past the high
 # mark the socket is not read (TCP pushes back on the client) until the consumer is
@@ -120,7 +121,20 @@ def _limit_inbound(ws) -> None:
     `_resume_inbound` sees the backlog down to INBOUND_FRAMES_LOW. Autobahn copies its
     factory's options onto each protocol when it connects, so these are per connection."""
     limit = settings.CHAT_FRAME_MAX_BYTES * WS_MESSAGE_MAX_FACTOR
-    ws.maxMessagePayloadSize = ws.maxFramePayloadSize = limit
+    # Autobahn's message limit applies to what is sent as well, so incoming messages are
+    # held to this one the way Autobahn holds them to its own: as each frame begins.
+    ws.maxFramePayloadSize = limit
+    frame_begins = ws.onMessageFrameBegin
+
+    def on_message_frame_begin(length: int) -> None:
+        frame_begins(length)
+        if not ws.failedByMe and ws.message_data_total_length > limit:
+            ws.wasMaxMessagePayloadSizeExceeded = True
+            ws._max_message_size_exceeded(
+                ws.message_data_total_length, limit, f"received a WebSocket message over {limit} octets"
+            )
+
+    ws.onMessageFrameBegin = on_message_frame_begin
     queue = ws.application_queue
     receive = ws.onMessage
 
@@ -432,7 +446,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         while not isinstance(send, functools.partial) and hasattr(getattr(send, "__self__", None), "real_send"):
             send = send.__self__.real_send
         protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
-        wanted = ("transport", "send_queue", "STATE_OPEN", "application_queue", "onMessage", "maxMessagePayloadSize")
+        wanted = ("transport", "send_queue", "STATE_OPEN", "application_queue", "onMessage", "onMessageFrameBegin")
         if protocol is None or not all(hasattr(protocol, a) for a in wanted):
             return None
         transport = protocol.transport

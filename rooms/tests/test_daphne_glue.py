@@ -1,6 +1,7 @@
 """What the consumer does to daphne's objects for a WebSocket it serves."""
 
 import asyncio
+import inspect
 from types import SimpleNamespace
 
 from twisted.internet.testing import StringTransport
@@ -74,18 +75,38 @@ def daphne_like_protocol():
         transport=PausableTransport(),
         maxMessagePayloadSize=1 << 20,
         maxFramePayloadSize=1 << 20,
+        message_data_total_length=0,
+        failedByMe=False,
+        failed=[],
     )
     ws.onMessage = lambda payload, is_binary: queue.put_nowait({"type": "websocket.receive", "text": payload.decode()})
+
+    def frame_begins(length):
+        ws.message_data_total_length += length
+
+    def fail(size, limit, reason):
+        ws.failedByMe = True
+        ws.failed.append((size, limit))
+
+    ws.onMessageFrameBegin = frame_begins
+    ws._max_message_size_exceeded = fail
     return ws
 
 
-def test_messages_over_a_small_multiple_of_the_frame_limit_are_not_read(settings):
+def test_messages_over_a_small_multiple_of_the_frame_limit_fail_the_connection(settings):
+    limit = settings.CHAT_FRAME_MAX_BYTES * WS_MESSAGE_MAX_FACTOR
     ws = daphne_like_protocol()
-
     _limit_inbound(ws)
 
-    assert ws.maxMessagePayloadSize == ws.maxFramePayloadSize == settings.CHAT_FRAME_MAX_BYTES * WS_MESSAGE_MAX_FACTOR
-    assert ws.maxMessagePayloadSize < 1 << 20
+    assert ws.maxFramePayloadSize == limit < 1 << 20
+    # A message in fragments: failed once its frames add up to more than the limit.
+    ws.onMessageFrameBegin(limit // 2)
+    ws.onMessageFrameBegin(limit // 2)
+    assert ws.failed == []
+    ws.onMessageFrameBegin(1)
+    assert ws.failed == [(limit + 1, limit)]
+    # What the server sends stays under Autobahn's own, larger limit.
+    assert ws.maxMessagePayloadSize == 1 << 20
 
 
 def test_a_connection_that_sends_faster_than_it_is_answered_stops_being_read():
@@ -130,6 +151,11 @@ def test_daphne_still_has_what_the_glue_relies_on():
     from twisted.internet.tcp import Connection
 
     assert "onMessage" in vars(WebSocketProtocol)
+    for name in ("onMessageFrameBegin", "_max_message_size_exceeded"):
+        assert callable(getattr(AutobahnProtocol, name))
+    # Fields the frame-begin hook reads, set per message by Autobahn.
+    source = inspect.getsource(AutobahnProtocol.onMessageFrameBegin)
+    assert "message_data_total_length" in source and "failedByMe" in source
     # Options copied from the factory onto each connection, which the glue then overrides.
     assert {"maxMessagePayloadSize", "maxFramePayloadSize", "failByDrop"} <= set(AutobahnProtocol.CONFIG_ATTRS_COMMON)
     assert callable(Connection.pauseProducing) and callable(Connection.resumeProducing)

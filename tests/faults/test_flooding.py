@@ -222,3 +222,30 @@ async def test_a_guest_sending_big_frames_faster_than_they_are_answered_is_not_r
     report("read-ahead", rss_before_kib=rss_before, rss_peak_kib=peak)
     # 150 frames of 56 KiB are 8 MiB; what may be queued is 32 of them plus one read.
     assert peak - rss_before < 6 * 1024, f"RSS grew {peak - rss_before} KiB"
+
+
+async def test_the_server_still_sends_replays_larger_than_what_it_reads(daphne_servers):
+    # The inbound limit is for what clients send; a resume or a sync may be far larger.
+    from rooms.services import do_send_message
+
+    (server,) = daphne_servers(1)
+    cast = await make_cast("bigreplay", moderators=0, members=0)
+
+    @sync_to_async
+    def fill():
+        for i in range(400):
+            do_send_message(room=cast.room, author=cast.host, body=f"line {i} " + "w" * 300)
+
+    await fill()
+    async with connect(
+        f"{server.ws_url}/ws/rooms/bigreplay/?after=0", origin=server.origin, proxy=None, max_size=None
+    ) as ws:
+        welcome_text = await ws.recv()
+        welcome = json.loads(welcome_text)
+        assert len(welcome_text) > MAX_FRAME * 8
+        assert [e["seq"] for e in welcome["history"]] == list(range(1, 401))
+        await ws.send(json.dumps({"type": "sync", "after": 0, "client_id": "all"}))
+        replay = await asyncio.wait_for(ws.recv(), 10)
+        assert len(replay) > MAX_FRAME * 8
+        # A guest's page (CHAT_SYNC_PAGE_GUEST), still over the inbound limit.
+        assert [e["seq"] for e in json.loads(replay)["events"]] == list(range(1, 201))
