@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from moderation import views as moderation_views
 from moderation.admin import UsernameAutocompleteView
 from rooms import views
 
@@ -10,8 +11,8 @@ urlpatterns = [
     path("rooms/<slug:slug>/", views.room_page, name="room"),
     path("api/rooms/<slug:slug>/events", views.room_events, name="room_events"),
     path("api/rooms/<slug:slug>/leaderboard", views.room_leaderboard, name="room_leaderboard"),
-    path("api/rooms/<slug:slug>/moderation-log", views.room_moderation_log, name="room_moderation_log"),
-    path("api/me/blocks", views.my_blocks, name="my_blocks"),
+    path("api/rooms/<slug:slug>/moderation-log", moderation_views.room_moderation_log, name="room_moderation_log"),
+    path("api/me/blocks", moderation_views.my_blocks, name="my_blocks"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -11,8 +11,9 @@ from django.urls import reverse
 
 from moderation import services
 from moderation.models import AuditEntry, Ban, Block, Mute
+from rooms import admin as rooms_admin
 from rooms.admin_scope import RoomScopedAdmin, StaffOnlyAdmin
-from rooms.models import Room
+from rooms.models import Message, Room
 from rooms.permissions import is_site_staff
 
 
@@ -171,3 +172,69 @@ class AuditEntryAdmin(RoomScopedAdmin):
     search_fields = ("actor__username", "target__username")
     readonly_fields = ("created_at", "room", "actor", "action", "target", "reason", "until", "seconds", "details")
     fields = readonly_fields
+
+
+# Moderation's actions on rooms' own admin pages. rooms knows nothing of moderation, so
+# its Room and Message admins are extended here, as the moderation app is installed.
+
+
+class ModeratedRoomAdmin(rooms_admin.RoomAdmin):
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "slow_mode_seconds" in form.changed_data:
+            self.run_service(
+                request,
+                services.check_set_slow_mode,
+                request.user,
+                obj.pk,
+                seconds=obj.slow_mode_seconds,
+                success=f"Slow mode set to {obj.slow_mode_seconds} s.",
+            )
+
+
+class ModeratedMessageAdmin(rooms_admin.MessageAdmin):
+    actions = ["delete_messages", "mute_authors_10_min", "ban_authors"]
+
+    @admin.action(description="Delete selected messages (for everyone, live)")
+    def delete_messages(self, request, queryset):
+        for message in queryset.filter(deleted_at__isnull=True):
+            self.run_service(
+                request,
+                services.check_delete_message,
+                request.user,
+                message.room_id,
+                message_id=message.pk,
+                success=f"Deleted message {message.pk}.",
+            )
+
+    @admin.action(description="Mute the authors for 10 minutes")
+    def mute_authors_10_min(self, request, queryset):
+        for room_id, author_id in set(queryset.values_list("room_id", "author_id")):
+            self.run_service(
+                request,
+                services.check_mute,
+                request.user,
+                room_id,
+                user=author_id,
+                seconds=600,
+                reason="muted from the admin",
+                success=f"Muted user {author_id} for 10 minutes.",
+            )
+
+    @admin.action(description="Ban the authors from the room")
+    def ban_authors(self, request, queryset):
+        for room_id, author_id in set(queryset.values_list("room_id", "author_id")):
+            self.run_service(
+                request,
+                services.check_ban,
+                request.user,
+                room_id,
+                user=author_id,
+                reason="banned from the admin",
+                success=f"Banned user {author_id}.",
+            )
+
+
+for model, model_admin in ((Room, ModeratedRoomAdmin), (Message, ModeratedMessageAdmin)):
+    admin.site.unregister(model)
+    admin.site.register(model, model_admin)

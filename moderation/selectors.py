@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from moderation.models import AuditEntry, Ban, Block, Mute
+from rooms.extensions import Restrictions
 
 # Stands in for "no end" where a permanent ban must sort after every timed one.
 PERMANENT = datetime(9999, 12, 31, tzinfo=UTC)
@@ -40,6 +41,17 @@ def active_mute(room_id: int, user_id: int, *, now: datetime | None = None) -> M
 
 def active_ban(room_id: int, user_id: int, *, now: datetime | None = None) -> Ban | None:
     return _active(Ban, room_id, user_id, now or timezone.now())
+
+
+def restrictions(room_id: int, user_id: int) -> Restrictions:
+    """The user's ban and mute in force in the room now (for rooms.extensions)."""
+    now = timezone.now()
+    mute = active_mute(room_id, user_id, now=now)
+    return Restrictions(
+        banned=active_ban(room_id, user_id, now=now) is not None,
+        muted_until=mute.until if mute else None,
+        muted_reason=mute.reason if mute else "",
+    )
 
 
 def restriction_columns_sql(*, room_column: str, user_column: str) -> str:

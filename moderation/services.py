@@ -18,39 +18,12 @@ from django.utils import timezone
 from moderation.models import AuditEntry, Ban, Block, Mute
 from moderation.selectors import blocked_user_ids
 from rooms import realtime
-from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from rooms.errors import BadRequest, NoSuchRoom, NotFound, Unauthenticated
 from rooms.models import Message, Room, RoomEvent
-from rooms.permissions import HOST, MODERATOR, actor_rank
-from rooms.protocol import MAX_MUTE_SECONDS, MAX_SLOW_MODE_SECONDS, iso
-from rooms.selectors import find_user, user_in_room
+from rooms.permissions import HOST, MODERATOR, authorize
+from rooms.protocol import MAX_BAN_SECONDS, MAX_MUTE_SECONDS, MAX_SLOW_MODE_SECONDS, Close, events
+from rooms.selectors import find_user, room_by_id, user_in_room
 from rooms.services import append_event
-
-CLOSE_KICKED = 4000
-CLOSE_BANNED = 4403
-# Ban lengths beyond this are permanent bans in all but name; refuse them as typos.
-MAX_BAN_SECONDS = 10 * 365 * 24 * 3600
-
-
-def _room(room_id: int) -> Room:
-    room = Room.objects.filter(pk=room_id).first()
-    if room is None:
-        raise NotFound("No such room.")
-    return room
-
-
-def authorize(actor, room: Room, *, min_rank: int, target=None) -> None:
-    """Raise unless `actor` holds `min_rank` in `room` and outranks `target`."""
-    if not actor.is_authenticated:
-        raise Unauthenticated("Sign in first.")
-    rank = actor_rank(actor, room)
-    if rank < min_rank:
-        who = "hosts and staff" if min_rank >= HOST else "moderators, hosts and staff"
-        raise Forbidden(f"Only {who} can do that.")
-    if target is not None:
-        if target.pk == actor.pk:
-            raise Forbidden("You cannot do that to yourself.")
-        if actor_rank(target, room) >= rank:
-            raise Forbidden("You cannot moderate someone of equal or higher rank.")
 
 
 def _moderation_event(
@@ -79,17 +52,16 @@ def _moderation_event(
     )
     return append_event(
         room.pk,
-        type="moderation",
+        event=events.moderation(
+            action=action,
+            target=user_in_room(target, room) if target is not None else None,
+            by=user_in_room(by, room) if by is not None else None,
+            until=until,
+            seconds=seconds,
+            reason=reason,
+        ),
         # Moderation is never hidden by a viewer's personal blocks.
         actor_id=None,
-        fields={
-            "action": action,
-            "target": user_in_room(target, room) if target is not None else None,
-            "by": user_in_room(by, room) if by is not None else None,
-            "until": iso(until),
-            "seconds": seconds,
-            "reason": reason,
-        },
         close_user=(target.pk, close_code) if close_code is not None and target is not None else None,
     )
 
@@ -118,7 +90,7 @@ def _reason(reason: str) -> str:
 
 
 def check_mute(actor, room_id: int, *, user: int | str, seconds: int, reason: str = "") -> RoomEvent:
-    room = _room(room_id)
+    room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=MODERATOR, target=target)
     return do_mute(room_id=room.pk, target_id=target.pk, by_id=actor.pk, seconds=seconds, reason=reason)
@@ -128,7 +100,7 @@ def check_mute(actor, room_id: int, *, user: int | str, seconds: int, reason: st
 def do_mute(*, room_id: int, target_id: int, by_id: int | None, seconds: int, reason: str = "") -> RoomEvent:
     if type(seconds) is not int or not 1 <= seconds <= MAX_MUTE_SECONDS:
         raise BadRequest(f"A mute lasts 1 to {MAX_MUTE_SECONDS} seconds.")
-    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
     now = timezone.now()
     until = now + timedelta(seconds=seconds)
     _end_active(Mute, room, target, by=by, now=now)
@@ -139,7 +111,7 @@ def do_mute(*, room_id: int, target_id: int, by_id: int | None, seconds: int, re
 
 
 def check_unmute(actor, room_id: int, *, user: int | str) -> RoomEvent:
-    room = _room(room_id)
+    room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=MODERATOR, target=target)
     return do_unmute(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
@@ -153,7 +125,7 @@ def do_unmute(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
 
 
 def check_kick(actor, room_id: int, *, user: int | str, reason: str = "") -> RoomEvent:
-    room = _room(room_id)
+    room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=MODERATOR, target=target)
     return do_kick(room_id=room.pk, target_id=target.pk, by_id=actor.pk, reason=reason)
@@ -161,12 +133,12 @@ def check_kick(actor, room_id: int, *, user: int | str, reason: str = "") -> Roo
 
 @transaction.atomic
 def do_kick(*, room_id: int, target_id: int, by_id: int | None, reason: str = "") -> RoomEvent:
-    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
-    return _moderation_event(room, action="kick", by=by, target=target, reason=_reason(reason), close_code=CLOSE_KICKED)
+    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
+    return _moderation_event(room, action="kick", by=by, target=target, reason=_reason(reason), close_code=Close.KICKED)
 
 
 def check_ban(actor, room_id: int, *, user: int | str, seconds: int | None = None, reason: str = "") -> RoomEvent:
-    room = _room(room_id)
+    room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=HOST, target=target)
     return do_ban(room_id=room.pk, target_id=target.pk, by_id=actor.pk, seconds=seconds, reason=reason)
@@ -178,7 +150,7 @@ def do_ban(
 ) -> RoomEvent:
     if seconds is not None and (type(seconds) is not int or not 1 <= seconds <= MAX_BAN_SECONDS):
         raise BadRequest("A timed ban lasts 1 second to 10 years; leave `seconds` out for a permanent ban.")
-    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
     now = timezone.now()
     until = now + timedelta(seconds=seconds) if seconds is not None else None
     _end_active(Ban, room, target, by=by, now=now)
@@ -191,12 +163,12 @@ def do_ban(
         until=until,
         seconds=seconds,
         reason=_reason(reason),
-        close_code=CLOSE_BANNED,
+        close_code=Close.FORBIDDEN,
     )
 
 
 def check_unban(actor, room_id: int, *, user: int | str) -> RoomEvent:
-    room = _room(room_id)
+    room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=HOST, target=target)
     return do_unban(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
@@ -209,7 +181,7 @@ def do_unban(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
 @transaction.atomic
 def _lift(model, *, action: str, state: str, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
     """End a mute or ban early."""
-    room, target, by = _room(room_id), _user(target_id), _user(by_id) if by_id else None
+    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
     if not _end_active(model, room, target, by=by, now=timezone.now()):
         raise NotFound(f"{target.get_username()} is not {state}.")
     return _moderation_event(room, action=action, by=by, target=target)
@@ -219,7 +191,7 @@ def _lift(model, *, action: str, state: str, room_id: int, target_id: int, by_id
 
 
 def check_delete_message(actor, room_id: int, *, message_id: int) -> RoomEvent:
-    room = _room(room_id)
+    room = room_by_id(room_id)
     message = Message.objects.filter(pk=message_id, room=room).select_related("author").first()
     if message is None or message.is_deleted:
         raise NotFound("No such message in this room.")
@@ -257,9 +229,8 @@ def do_delete_message(*, message_id: int, by_id: int | None) -> RoomEvent:
         )
     return append_event(
         room.pk,
-        type="message_deleted",
+        event=events.message_deleted(id=message.pk, by=user_in_room(by, room) if by is not None else None),
         actor_id=None,
-        fields={"id": message.pk, "by": user_in_room(by, room) if by is not None else None},
     )
 
 
@@ -278,7 +249,7 @@ def _redact_logged(room_id: int, seq: int, redact) -> None:
 
 
 def check_set_slow_mode(actor, room_id: int, *, seconds: int) -> RoomEvent:
-    room = _room(room_id)
+    room = room_by_id(room_id)
     authorize(actor, room, min_rank=MODERATOR)
     return do_set_slow_mode(room_id=room.pk, by_id=actor.pk, seconds=seconds)
 
@@ -289,7 +260,7 @@ def do_set_slow_mode(*, room_id: int, by_id: int | None, seconds: int) -> RoomEv
         raise BadRequest(f"Slow mode is 0 (off) to {MAX_SLOW_MODE_SECONDS} seconds.")
     room = Room.objects.select_for_update().filter(pk=room_id).first()
     if room is None:
-        raise NotFound("No such room.")
+        raise NoSuchRoom()
     room.slow_mode_seconds = seconds
     room.save(update_fields=["slow_mode_seconds"])
     return _moderation_event(room, action="slow_mode", by=_user(by_id) if by_id else None, seconds=seconds)

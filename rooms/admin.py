@@ -3,8 +3,8 @@ authorized, logged and reaches live viewers like the same action from the room p
 
 from django import forms
 from django.contrib import admin
+from django.db.models import Value
 
-from moderation import services as moderation
 from rooms import services
 from rooms.admin_scope import RoomScopedAdmin, StaffOnlyAdmin
 from rooms.models import LedgerEntry, Membership, Message, Notice, Room, RoomEvent, Tip, Wallet
@@ -90,15 +90,6 @@ class RoomAdmin(RoomScopedAdmin):
                 is_live=obj.is_live if "is_live" in form.changed_data else None,
                 success="Room updated.",
             )
-        if "slow_mode_seconds" in form.changed_data:
-            self.run_service(
-                request,
-                moderation.check_set_slow_mode,
-                request.user,
-                obj.pk,
-                seconds=obj.slow_mode_seconds,
-                success=f"Slow mode set to {obj.slow_mode_seconds} s.",
-            )
 
 
 class MembershipForm(forms.ModelForm):
@@ -166,57 +157,18 @@ class MessageAdmin(RoomScopedAdmin):
         "deleted_by",
     )
     fields = readonly_fields
-    actions = ["delete_messages", "mute_authors_10_min", "ban_authors"]
+
+    def get_queryset(self, request):
+        # Whether this request may read deleted bodies travels with each row: the admin
+        # instance is shared by every request and keeps no state of its own.
+        return super().get_queryset(request).annotate(reader_is_staff=Value(is_site_staff(request.user)))
 
     @admin.display(description="body")
     def shown_body(self, message):
         # Hosts see what viewers see; site staff can still read what was deleted.
-        if message.is_deleted and not is_site_staff(self._request.user):
+        if message.is_deleted and not getattr(message, "reader_is_staff", False):
             return "(deleted)"
         return message.body
-
-    def get_queryset(self, request):
-        self._request = request
-        return super().get_queryset(request)
-
-    @admin.action(description="Delete selected messages (for everyone, live)")
-    def delete_messages(self, request, queryset):
-        for message in queryset.filter(deleted_at__isnull=True):
-            self.run_service(
-                request,
-                moderation.check_delete_message,
-                request.user,
-                message.room_id,
-                message_id=message.pk,
-                success=f"Deleted message {message.pk}.",
-            )
-
-    @admin.action(description="Mute the authors for 10 minutes")
-    def mute_authors_10_min(self, request, queryset):
-        for room_id, author_id in set(queryset.values_list("room_id", "author_id")):
-            self.run_service(
-                request,
-                moderation.check_mute,
-                request.user,
-                room_id,
-                user=author_id,
-                seconds=600,
-                reason="muted from the admin",
-                success=f"Muted user {author_id} for 10 minutes.",
-            )
-
-    @admin.action(description="Ban the authors from the room")
-    def ban_authors(self, request, queryset):
-        for room_id, author_id in set(queryset.values_list("room_id", "author_id")):
-            self.run_service(
-                request,
-                moderation.check_ban,
-                request.user,
-                room_id,
-                user=author_id,
-                reason="banned from the admin",
-                success=f"Banned user {author_id}.",
-            )
 
 
 @admin.register(RoomEvent)

@@ -32,3 +32,10 @@ class NotFound(ChatError):
 
 class RateLimited(ChatError):
     code = "rate_limited"
+
+
+class NoSuchRoom(NotFound):
+    """The one way to say a room does not exist, whoever asks."""
+
+    def __init__(self) -> None:
+        super().__init__("No such room.")

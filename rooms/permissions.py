@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
+from rooms.errors import Forbidden, Unauthenticated
 from rooms.models import Membership, Room
 
 GUEST, MEMBER, MODERATOR, HOST, STAFF = 0, 1, 2, 3, 4
@@ -84,3 +85,19 @@ def standings(users: Iterable, room: Room) -> dict[int, Standing]:
         .values_list("pk", flat=True)
     )
     return {u.pk: Standing(role=roles.get(u.pk, "member"), is_staff=u.pk in staff) for u in users}
+
+
+def authorize(actor, room: Room, *, min_rank: int, target=None, denied: str | None = None) -> None:
+    """Raise unless `actor` is signed in, holds `min_rank` in `room` and outranks
+    `target`. `denied`: what to tell an actor below `min_rank`, if not the usual."""
+    if not actor.is_authenticated:
+        raise Unauthenticated("Sign in first.")
+    rank = actor_rank(actor, room)
+    if rank < min_rank:
+        who = "hosts and staff" if min_rank >= HOST else "moderators, hosts and staff"
+        raise Forbidden(denied or f"Only {who} can do that.")
+    if target is not None:
+        if target.pk == actor.pk:
+            raise Forbidden("You cannot do that to yourself.")
+        if actor_rank(target, room) >= rank:
+            raise Forbidden("You cannot moderate someone of equal or higher rank.")

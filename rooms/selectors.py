@@ -14,8 +14,8 @@ from django.db.models import Count, QuerySet, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from moderation.selectors import blocked_user_ids, restriction_columns_params, restriction_columns_sql
-from rooms.errors import NotFound
+from rooms import extensions
+from rooms.errors import NoSuchRoom, NotFound
 from rooms.models import Membership, Message, Room, RoomEvent, Tip
 from rooms.permissions import Standing, is_site_staff, standing, standings
 from rooms.presence import online_counts
@@ -25,7 +25,14 @@ from rooms.protocol import parse_iso
 def get_room(slug: str) -> Room:
     room = Room.objects.filter(slug=slug).select_related("owner").first()
     if room is None:
-        raise NotFound("No such room.")
+        raise NoSuchRoom()
+    return room
+
+
+def room_by_id(room_id: int) -> Room:
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NoSuchRoom()
     return room
 
 
@@ -141,7 +148,7 @@ def room_replay(room_id: int, *, after: int, blocked: set[int], limit: int) -> R
 
 
 def viewer_blocks(user) -> set[int]:
-    return blocked_user_ids(user.pk if user.is_authenticated else None)
+    return extensions.blocked_ids(user.pk if user.is_authenticated else None)
 
 
 def room_list() -> list[Room]:
@@ -202,7 +209,7 @@ def send_contexts(room_id: int, senders: list[tuple[int | None, str | None]], *,
     last message for slow mode (`last_sent_at`) and the message a repeated client_id
     already stored (`stored_id`). Nones if the room does not exist."""
     params: list = [value for i, (user_id, client_id) in enumerate(senders) for value in (i, user_id, client_id)]
-    params += [*restriction_columns_params(now=now), room_id]
+    params += [*extensions.send_rules().columns_params(now=now), room_id]
     rooms: list[Room | None] = [None] * len(senders)
     for room in Room.objects.raw(_send_contexts_sql(connection.vendor, len(senders)), params):
         for name in ("last_sent_at", "banned_until", "muted_until"):
@@ -240,7 +247,7 @@ def _send_contexts_sql(vendor: str, count: int) -> str:
         f" (SELECT m.{col(Message, 'id')} FROM {message} m"
         f" WHERE m.{col(Message, 'room')} = {room_pk} AND m.{col(Message, 'author')} = sender.user_id"
         f" AND m.{col(Message, 'client_id')} = sender.client_id) AS stored_id,"
-        f" {restriction_columns_sql(room_column=room_pk, user_column='sender.user_id')}"
+        f" {extensions.send_rules().columns_sql(room_column=room_pk, user_column='sender.user_id')}"
         f" FROM {room_table} CROSS JOIN sender WHERE {room_pk} = %s"
     )
 

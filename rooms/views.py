@@ -12,11 +12,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from moderation.selectors import audit_log, blocked_people
 from rooms import selectors
 from rooms.errors import NotFound
-from rooms.permissions import MODERATOR, actor_rank
-from rooms.protocol import iso
 
 EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
@@ -29,8 +26,8 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_page(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         room = selectors.get_room(slug)
-    except NotFound:
-        raise Http404("No such room.") from None
+    except NotFound as exc:
+        raise Http404(exc.detail) from None
     return render(
         request,
         "rooms/room.html",
@@ -76,13 +73,13 @@ def room_events(request: HttpRequest, slug: str) -> JsonResponse:
     """The room event log as JSON, in the same shapes as on the socket."""
     try:
         room = selectors.get_room(slug)
-    except NotFound:
-        return JsonResponse({"error": {"code": "not_found", "detail": "No such room."}}, status=404)
+    except NotFound as exc:
+        return json_error(exc.code, exc.detail, 404)
     try:
         after = _int_param(request, "after", default=0, low=0, high=2**63 - 1)
         limit = _int_param(request, "limit", default=EVENTS_API_DEFAULT_LIMIT, low=1, high=EVENTS_API_MAX_LIMIT)
     except ValueError as exc:
-        return JsonResponse({"error": {"code": "bad_request", "detail": str(exc)}}, status=400)
+        return json_error("bad_request", str(exc), 400)
     history = selectors.room_history(room.pk, after=after, blocked=selectors.viewer_blocks(request.user), limit=limit)
     return JsonResponse({"events": history.events, "last_seq": history.last_seq, "has_more": history.truncated})
 
@@ -100,7 +97,8 @@ def _int_param(request: HttpRequest, name: str, *, default: int, low: int, high:
     return value
 
 
-def _error(code: str, detail: str, status: int) -> JsonResponse:
+def json_error(code: str, detail: str, status: int) -> JsonResponse:
+    """An HTTP error in the protocol's shape: {"error": {"code", "detail"}}."""
     return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
 
 
@@ -109,47 +107,9 @@ def room_leaderboard(request: HttpRequest, slug: str) -> JsonResponse:
     """Top tippers of the room: this stream (since it last went live) and all time."""
     try:
         room = selectors.get_room(slug)
-    except NotFound:
-        return _error("not_found", "No such room.", 404)
+    except NotFound as exc:
+        return json_error(exc.code, exc.detail, 404)
     return JsonResponse(selectors.leaderboard(room))
-
-
-@require_GET
-def room_moderation_log(request: HttpRequest, slug: str) -> JsonResponse:
-    """The room's audit log, for its host team and staff."""
-    try:
-        room = selectors.get_room(slug)
-    except NotFound:
-        return _error("not_found", "No such room.", 404)
-    if not request.user.is_authenticated:
-        return _error("unauthenticated", "Sign in first.", 401)
-    if actor_rank(request.user, room) < MODERATOR:
-        return _error("forbidden", "Only the host team sees the moderation log.", 403)
-    return JsonResponse({"entries": [_audit_entry(e) for e in audit_log(room_ids=[room.pk], limit=100)]})
-
-
-def _audit_entry(entry) -> dict:
-    def person(user):
-        return None if user is None else {"id": user.pk, "name": user.get_username()}
-
-    return {
-        "id": entry.pk,
-        "action": entry.action,
-        "actor": person(entry.actor),
-        "target": person(entry.target),
-        "reason": entry.reason,
-        "until": iso(entry.until),
-        "seconds": entry.seconds,
-        "ts": iso(entry.created_at),
-    }
-
-
-@require_GET
-def my_blocks(request: HttpRequest) -> JsonResponse:
-    """The people the signed-in user blocked, with names, to undo it."""
-    if not request.user.is_authenticated:
-        return _error("unauthenticated", "Sign in first.", 401)
-    return JsonResponse({"blocked": blocked_people(request.user.pk)})
 
 
 @never_cache

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import connection, transaction
 from django.utils import timezone
 
 from rooms import realtime
-from rooms.errors import NotFound
+from rooms.errors import NoSuchRoom
 from rooms.models import RoomEvent
 from rooms.protocol import encode, iso
+from rooms.protocol.events import RoomEventData
 
 
 def next_seq(room_id: int) -> int:
@@ -27,7 +26,7 @@ def take_seqs(room_id: int, count: int) -> int:
         )
         row = cursor.fetchone()
     if row is None:
-        raise NotFound("No such room.")
+        raise NoSuchRoom()
     return row[0] - count + 1
 
 
@@ -35,25 +34,25 @@ def log_event(
     room_id: int,
     *,
     seq: int,
-    type: str,
+    event: RoomEventData,
     actor_id: int | None,
-    fields: dict[str, Any],
     at=None,
     close_user: tuple[int, int] | None = None,
 ) -> RoomEvent:
-    """Store one room event and publish it once the transaction commits."""
-    event = build_event(room_id, seq=seq, type=type, actor_id=actor_id, fields=fields, at=at)
-    event.save(force_insert=True)
-    publish_on_commit(event, close_user=close_user)
-    return event
+    """Store one room event and publish it once the transaction commits.
+
+    `actor_id`: whom the event is from, for viewers who blocked them (None: shown to all).
+    `close_user`: (user id, close code) whose connections to the room close after it."""
+    row = build_event(room_id, seq=seq, event=event, actor_id=actor_id, at=at)
+    row.save(force_insert=True)
+    publish_on_commit(row, close_user=close_user)
+    return row
 
 
-def build_event(
-    room_id: int, *, seq: int, type: str, actor_id: int | None, fields: dict[str, Any], at=None
-) -> RoomEvent:
+def build_event(room_id: int, *, seq: int, event: RoomEventData, actor_id: int | None, at=None) -> RoomEvent:
     at = at or timezone.now()
-    data = {"type": type, "seq": seq, "ts": iso(at), **fields}
-    return RoomEvent(room_id=room_id, seq=seq, type=type, actor_id=actor_id, data=data, created_at=at)
+    data = {"type": event.type, "seq": seq, "ts": iso(at), **event.fields}
+    return RoomEvent(room_id=room_id, seq=seq, type=event.type, actor_id=actor_id, data=data, created_at=at)
 
 
 def publish_on_commit(event: RoomEvent, *, close_user: tuple[int, int] | None = None) -> None:
@@ -66,6 +65,7 @@ def publish_on_commit(event: RoomEvent, *, close_user: tuple[int, int] | None = 
 
 
 def append_event(
-    room_id: int, *, type: str, actor_id: int | None, fields: dict[str, Any], close_user=None
+    room_id: int, *, event: RoomEventData, actor_id: int | None, close_user: tuple[int, int] | None = None
 ) -> RoomEvent:
-    return log_event(room_id, seq=next_seq(room_id), type=type, actor_id=actor_id, fields=fields, close_user=close_user)
+    """log_event with the room's next seq."""
+    return log_event(room_id, seq=next_seq(room_id), event=event, actor_id=actor_id, close_user=close_user)

@@ -11,16 +11,16 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from moderation.limits import check_send_allowed
-from rooms.errors import BadRequest, ChatError, NotFound, Unauthenticated
+from rooms import extensions
+from rooms.errors import BadRequest, ChatError, NoSuchRoom, NotFound, Unauthenticated
 from rooms.models import Message, Room, RoomEvent
 from rooms.permissions import Standing, is_site_staff, standings
+from rooms.protocol import EXCERPT_CHARS, events
 from rooms.selectors import send_contexts, user_in_room, user_with_standing
 from rooms.services.events import build_event, publish_on_commit, take_seqs
 from rooms.text import visible
 
 MENTION_RE = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
-EXCERPT_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def prepare_message(
     if not actor.is_authenticated:
         raise Unauthenticated("Sign in to chat.")
     if room is None:
-        raise NotFound("No such room.")
+        raise NoSuchRoom()
     if room.stored_id is not None:
         return Message.objects.get(pk=room.stored_id)
     if not isinstance(body, str):
@@ -123,7 +123,7 @@ def prepare_message(
     if len(body) > settings.CHAT_BODY_MAX_CHARS:
         raise BadRequest(f"A message is at most {settings.CHAT_BODY_MAX_CHARS} characters.")
     where = Standing(role=room.member_role or "member", is_staff=is_site_staff(actor))
-    refusal = check_send_allowed(
+    refusal = extensions.send_rules().check(
         room_id=room.pk,
         user_id=actor.pk,
         exempt=where.exempt_from_limits,
@@ -198,28 +198,27 @@ def _store_together(batch: list[PreparedMessage]) -> list[Message]:
             for i, p in enumerate(batch)
         ]
     )
-    events = RoomEvent.objects.bulk_create(
+    rows = RoomEvent.objects.bulk_create(
         [
             build_event(
                 room.pk,
                 seq=m.seq,
-                type="message",
+                event=events.message(
+                    id=m.pk,
+                    author=p.author_brief,
+                    body=p.body,
+                    reply_to=reply_excerpt(p.reply_to, room),
+                    mentions=p.mentions,
+                    client_id=p.client_id,
+                ),
                 actor_id=p.author.pk,
                 at=now,
-                fields={
-                    "id": m.pk,
-                    "author": p.author_brief,
-                    "body": p.body,
-                    "reply_to": reply_excerpt(p.reply_to, room),
-                    "mentions": p.mentions,
-                    "client_id": p.client_id,
-                },
             )
             for p, m in zip(batch, messages, strict=True)
         ]
     )
-    for event in events:
-        publish_on_commit(event)
+    for row in rows:
+        publish_on_commit(row)
     return messages
 
 
@@ -242,12 +241,12 @@ def do_send_message(
 def reply_excerpt(message: Message | None, room: Room) -> dict[str, Any] | None:
     if message is None:
         return None
-    return {
-        "id": message.pk,
-        "author": user_in_room(message.author, room),
-        "excerpt": "" if message.is_deleted else message.body[:EXCERPT_CHARS],
-        "deleted": message.is_deleted,
-    }
+    return events.quote(
+        id=message.pk,
+        author=user_in_room(message.author, room),
+        excerpt="" if message.is_deleted else message.body[:EXCERPT_CHARS],
+        deleted=message.is_deleted,
+    )
 
 
 def resolve_mentions(body: str, room: Room) -> list[dict[str, Any]]:

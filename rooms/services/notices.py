@@ -9,11 +9,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from rooms.errors import BadRequest
 from rooms.models import Notice, Room, RoomEvent
-from rooms.permissions import MODERATOR, actor_rank
-from rooms.protocol import NOTICE_BODY_MAX, iso
-from rooms.selectors import user_in_room
+from rooms.permissions import MODERATOR, authorize
+from rooms.protocol import NOTICE_BODY_MAX, events
+from rooms.selectors import room_by_id, user_in_room
 from rooms.services.events import append_event
 from rooms.text import visible
 
@@ -28,13 +28,8 @@ def _clean(body: str, level: str) -> str:
 
 
 def check_announce(actor, room_id: int, *, body: str, level: str = "info") -> RoomEvent:
-    room = Room.objects.filter(pk=room_id).first()
-    if room is None:
-        raise NotFound("No such room.")
-    if not actor.is_authenticated:
-        raise Unauthenticated("Sign in first.")
-    if actor_rank(actor, room) < MODERATOR:
-        raise Forbidden("Only moderators, hosts and staff can post announcements.")
+    room = room_by_id(room_id)
+    authorize(actor, room, min_rank=MODERATOR, denied="Only moderators, hosts and staff can post announcements.")
     return do_announce(room_id=room.pk, by_id=actor.pk, body=body, level=level)
 
 
@@ -71,15 +66,14 @@ def _pin_until():
 def _log_notice(notice: Notice, room: Room, by) -> RoomEvent:
     return append_event(
         room.pk,
-        type="notice",
+        event=events.notice(
+            id=notice.pk,
+            scope=notice.scope,
+            level=notice.level,
+            body=notice.body,
+            by=user_in_room(by, room) if by is not None else None,
+            pinned_until=notice.pinned_until,
+        ),
         # Notices are never hidden by a viewer's personal blocks.
         actor_id=None,
-        fields={
-            "id": notice.pk,
-            "scope": notice.scope,
-            "level": notice.level,
-            "body": notice.body,
-            "by": user_in_room(by, room) if by is not None else None,
-            "pinned_until": iso(notice.pinned_until),
-        },
     )

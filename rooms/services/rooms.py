@@ -8,9 +8,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from rooms.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from rooms.errors import BadRequest, NoSuchRoom, NotFound
 from rooms.models import Membership, Role, Room, RoomEvent
-from rooms.permissions import HOST, actor_rank
+from rooms.permissions import HOST, authorize
+from rooms.protocol import events
+from rooms.selectors import room_by_id
 from rooms.services.events import append_event
 from rooms.text import visible
 
@@ -47,13 +49,8 @@ def _open_admin_to(user) -> None:
 
 def check_set_role(actor, room_id: int, *, username: str, role: str) -> Membership | None:
     """Appoint or remove a team member: the room's hosts and staff."""
-    room = Room.objects.filter(pk=room_id).first()
-    if room is None:
-        raise NotFound("No such room.")
-    if not actor.is_authenticated:
-        raise Unauthenticated("Sign in first.")
-    if actor_rank(actor, room) < HOST:
-        raise Forbidden("Only the room's hosts and staff appoint its team.")
+    room = room_by_id(room_id)
+    authorize(actor, room, min_rank=HOST, denied="Only the room's hosts and staff appoint its team.")
     return do_set_role(room_id=room.pk, username=username, role=role)
 
 
@@ -68,7 +65,7 @@ def do_set_role(*, room_id: int, username: str, role: str) -> Membership | None:
     with transaction.atomic():
         room = Room.objects.select_for_update().filter(pk=room_id).first()
         if room is None:
-            raise NotFound("No such room.")
+            raise NoSuchRoom()
         if user.pk == room.owner_id and role != "host":
             raise BadRequest("The room's owner is always a host.")
         if role == "member":
@@ -82,13 +79,8 @@ def do_set_role(*, room_id: int, username: str, role: str) -> Membership | None:
 
 def check_update_room(actor, room_id: int, *, title: str | None = None, is_live: bool | None = None) -> RoomEvent:
     """Go live, end the stream or retitle it: hosts and staff."""
-    room = Room.objects.filter(pk=room_id).first()
-    if room is None:
-        raise NotFound("No such room.")
-    if not actor.is_authenticated:
-        raise Unauthenticated("Sign in first.")
-    if actor_rank(actor, room) < HOST:
-        raise Forbidden("Only hosts and staff can change the room.")
+    room = room_by_id(room_id)
+    authorize(actor, room, min_rank=HOST, denied="Only hosts and staff can change the room.")
     return do_update_room(room_id=room.pk, actor_id=actor.pk, title=title, is_live=is_live)
 
 
@@ -110,7 +102,6 @@ def do_update_room(
         room.save(update_fields=["title", "is_live", "live_since"])
         return append_event(
             room.pk,
-            type="room",
+            event=events.room(title=room.title, is_live=room.is_live, slow_mode_seconds=room.slow_mode_seconds),
             actor_id=None,
-            fields={"title": room.title, "is_live": room.is_live, "slow_mode_seconds": room.slow_mode_seconds},
         )

@@ -15,10 +15,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from moderation.selectors import active_ban, active_mute
-from rooms.errors import BadRequest, ChatError, NotFound, Unauthenticated
+from rooms import extensions
+from rooms.errors import BadRequest, ChatError, NoSuchRoom, NotFound, Unauthenticated
 from rooms.models import LedgerEntry, Room, Tip, Wallet
-from rooms.protocol import iso
+from rooms.protocol import events
 from rooms.selectors import user_in_room
 from rooms.services.events import log_event, next_seq
 from rooms.text import visible
@@ -65,18 +65,18 @@ def check_send_tip(actor, room_id: int, *, amount, body: str = "", client_id: st
         raise BadRequest("A tip note is at most 200 characters.")
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
-        raise NotFound("No such room.")
+        raise NoSuchRoom()
     if room.owner_id == actor.pk:
         raise BadRequest("You cannot tip your own room.")
-    if active_ban(room.pk, actor.pk) is not None:
+    restricted = extensions.restrictions(room.pk, actor.pk)
+    if restricted.banned:
         raise ChatError("You are banned from this room.", code="banned")
-    mute = active_mute(room.pk, actor.pk)
-    if mute is not None and body:
+    if restricted.muted_until is not None and body:
         # A note is chat: a muted viewer may still tip, silently.
         raise ChatError(
             "You are muted; tip without a note.",
             code="muted",
-            retry_after=(mute.until - timezone.now()).total_seconds(),
+            retry_after=(restricted.muted_until - timezone.now()).total_seconds(),
         )
     try:
         return do_send_tip(room_id=room.pk, sender_id=actor.pk, amount=amount, body=body, client_id=client_id)
@@ -126,18 +126,17 @@ def do_send_tip(*, room_id: int, sender_id: int, amount: int, body: str, client_
     log_event(
         room.pk,
         seq=seq,
-        type="tip",
+        event=events.tip(
+            id=tip.pk,
+            sender=user_in_room(sender, room),
+            amount=amount,
+            body=body,
+            pinned_until=pinned_until,
+            highlight=amount >= settings.CHAT_TIP_HIGHLIGHT_MIN,
+            client_id=client_id,
+        ),
         actor_id=sender_id,
         at=now,
-        fields={
-            "id": tip.pk,
-            "from": user_in_room(sender, room),
-            "amount": amount,
-            "body": body,
-            "pinned_until": iso(pinned_until),
-            "highlight": amount >= settings.CHAT_TIP_HIGHLIGHT_MIN,
-            "client_id": client_id,
-        },
     )
     return tip
 

@@ -1,4 +1,4 @@
-"""What the consumer does to daphne's objects for a WebSocket it serves."""
+"""What the daphne transport does to daphne's objects for a WebSocket it serves."""
 
 import asyncio
 import inspect
@@ -7,14 +7,24 @@ from types import SimpleNamespace
 from twisted.internet.testing import StringTransport
 from twisted.web.http import HTTPChannel
 
-from rooms.consumers import (
+from rooms.delivery.transport import (
     INBOUND_FRAMES_HIGH,
     INBOUND_FRAMES_LOW,
-    WS_MESSAGE_MAX_FACTOR,
-    _limit_inbound,
-    _release_handshake,
-    _resume_inbound,
+    MESSAGE_MAX_FACTOR,
+    AsgiTransport,
+    DaphneTransport,
+    transport_for,
 )
+
+
+def _release_handshake(ws):
+    DaphneTransport(ws).accepted()
+
+
+def _limit_inbound(ws):
+    transport = DaphneTransport(ws)
+    transport.connecting()
+    return transport
 
 
 def upgraded(producer):
@@ -94,7 +104,7 @@ def daphne_like_protocol():
 
 
 def test_messages_over_a_small_multiple_of_the_frame_limit_fail_the_connection(settings):
-    limit = settings.CHAT_FRAME_MAX_BYTES * WS_MESSAGE_MAX_FACTOR
+    limit = settings.CHAT_FRAME_MAX_BYTES * MESSAGE_MAX_FACTOR
     ws = daphne_like_protocol()
     _limit_inbound(ws)
 
@@ -126,17 +136,17 @@ def test_a_connection_that_sends_faster_than_it_is_answered_stops_being_read():
 
 def test_reading_resumes_once_the_consumer_is_down_to_the_low_mark():
     ws = daphne_like_protocol()
-    _limit_inbound(ws)
+    transport = _limit_inbound(ws)
     for _ in range(INBOUND_FRAMES_HIGH):
         ws.onMessage(b"{}", False)
 
     while ws.application_queue.qsize() > INBOUND_FRAMES_LOW + 1:
         ws.application_queue.get_nowait()
-        _resume_inbound(ws)
+        transport.frame_handled()
     assert ws.transport.resumed == 0
     ws.application_queue.get_nowait()
-    _resume_inbound(ws)
-    _resume_inbound(ws)
+    transport.frame_handled()
+    transport.frame_handled()
 
     assert ws.transport.resumed == 1
     ws.onMessage(b"{}", False)
@@ -159,3 +169,83 @@ def test_daphne_still_has_what_the_glue_relies_on():
     # Options copied from the factory onto each connection, which the glue then overrides.
     assert {"maxMessagePayloadSize", "maxFramePayloadSize", "failByDrop"} <= set(AutobahnProtocol.CONFIG_ATTRS_COMMON)
     assert callable(Connection.pauseProducing) and callable(Connection.resumeProducing)
+
+
+def test_a_connection_is_failed_with_a_close_frame_not_a_dropped_socket():
+    ws = daphne_like_protocol()
+    ws.failByDrop = True
+
+    _limit_inbound(ws)
+
+    assert ws.failByDrop is False
+
+
+def test_daphne_sends_get_the_daphne_transport_and_others_the_asgi_one():
+    import functools
+
+    ws = daphne_like_protocol()
+    ws.transport = SimpleNamespace(
+        dataBuffer=b"",
+        offset=0,
+        _tempDataLen=0,
+        socket=None,
+        connected=True,
+        disconnecting=False,
+        pauseProducing=lambda: None,
+    )
+    ws.send_queue, ws.sendData, ws.state, ws.STATE_OPEN, ws.failByDrop = [], None, 3, 3, True
+
+    def handle_reply(protocol, message):
+        pass
+
+    assert isinstance(transport_for(functools.partial(handle_reply, ws)), DaphneTransport)
+
+    async def uvicorn_send(message):
+        pass
+
+    assert isinstance(transport_for(uvicorn_send), AsgiTransport)
+    # Something that looks like daphne but lacks a piece: the plain path, not a crash.
+    del ws.sendData
+    assert isinstance(transport_for(functools.partial(handle_reply, ws)), AsgiTransport)
+
+
+async def test_the_asgi_transport_writes_each_frame_through_send():
+    from rooms.delivery.stream import Frame
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    transport = AsgiTransport(send)
+    transport.connecting()
+    transport.accepted()
+
+    assert await transport.write(Frame('{"type":"pong"}')) is True
+    assert sent == [{"type": "websocket.send", "text": '{"type":"pong"}'}]
+
+
+def test_every_daphne_attribute_the_transport_reads_exists():
+    """DaphneTransport falls back to the plain path when a piece is missing; this fails
+    instead, so an upgrade of daphne, Autobahn or Twisted cannot slow it down silently."""
+    from daphne.ws_protocol import WebSocketProtocol
+    from twisted.internet.tcp import Connection
+
+    from rooms.delivery import transport
+
+    for name in transport._PROTOCOL_ATTRS:
+        if name not in ("transport", "application_queue", "send_queue", "state", "failByDrop"):
+            assert hasattr(WebSocketProtocol, name), name
+    for name in ("pauseProducing", "resumeProducing", "write"):
+        assert hasattr(Connection, name), name
+    # Set per connection by Autobahn and Twisted, so read from their sources.
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    autobahn_source = inspect.getsource(autobahn_protocol)
+    for name in ("self.send_queue", "self.state", "self.failByDrop", "self.message_data_total_length"):
+        assert name in autobahn_source, name
+    from twisted.internet import abstract
+
+    twisted_source = inspect.getsource(abstract)
+    for name in ("dataBuffer", "_tempDataLen", "self.offset"):
+        assert name in twisted_source, name

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
+from rooms.delivery.hub import RoomFeed, batch_window
+from rooms.delivery.stream import Delivery
 from rooms.protocol import encode
-from rooms.realtime import Delivery, RoomFeed, batch_window
 
 
 class StubHub:

@@ -8,13 +8,12 @@ from rooms.protocol import (
     MAX_ID,
     Command,
     ProtocolError,
-    ack_frame,
     batch_text,
     encode,
-    error_frame,
+    events,
+    frames,
     iso,
     parse_client_frame,
-    with_client_id,
 )
 from tests.support.schema import validate_event, validate_frame
 
@@ -280,37 +279,68 @@ def test_frame_size_limit_follows_the_setting(settings):
 
 
 def test_error_frame_carries_code_detail_and_client_id():
-    frame = json.loads(error_frame("forbidden", "Only hosts may do that.", client_id="c9"))
+    frame = json.loads(frames.error("forbidden", "Only hosts may do that.", client_id="c9"))
     assert frame == {"type": "error", "code": "forbidden", "detail": "Only hosts may do that.", "client_id": "c9"}
     validate_event(frame)
 
 
 def test_error_frame_without_client_id_leaves_the_field_out():
-    frame = json.loads(error_frame("bad_request", "The frame is not valid JSON."))
+    frame = json.loads(frames.error("bad_request", "The frame is not valid JSON."))
     assert "client_id" not in frame
     assert "retry_after" not in frame
 
 
 def test_error_frame_retry_after_is_rounded_and_always_positive():
-    assert json.loads(error_frame("muted", "Muted.", retry_after=12.34567))["retry_after"] == 12.346
-    assert json.loads(error_frame("slow_mode", "Wait.", retry_after=0))["retry_after"] == 0.001
-    assert json.loads(error_frame("rate_limited", "Slow down.", retry_after=-3))["retry_after"] == 0.001
-    validate_event(json.loads(error_frame("rate_limited", "Slow down.", client_id="c", retry_after=0.0001)))
+    assert json.loads(frames.error("muted", "Muted.", retry_after=12.34567))["retry_after"] == 12.346
+    assert json.loads(frames.error("slow_mode", "Wait.", retry_after=0))["retry_after"] == 0.001
+    assert json.loads(frames.error("rate_limited", "Slow down.", retry_after=-3))["retry_after"] == 0.001
+    validate_event(json.loads(frames.error("rate_limited", "Slow down.", client_id="c", retry_after=0.0001)))
 
 
 def test_ack_frame_reports_what_was_stored():
-    frame = json.loads(ack_frame("c1", id=17, seq=4))
+    frame = json.loads(frames.ack("c1", id=17, seq=4))
     assert frame == {"type": "ack", "client_id": "c1", "id": 17, "seq": 4}
     validate_event(frame)
 
 
 def test_ack_frame_for_a_command_that_stored_nothing_has_no_id_or_seq():
-    assert json.loads(ack_frame("b1")) == {"type": "ack", "client_id": "b1"}
+    assert json.loads(frames.ack("b1")) == {"type": "ack", "client_id": "b1"}
 
 
-def test_with_client_id_adds_it_only_when_there_is_one():
-    assert with_client_id({"type": "pong"}, "p") == {"type": "pong", "client_id": "p"}
-    assert with_client_id({"type": "pong"}, None) == {"type": "pong"}
+def test_replies_carry_the_client_id_only_when_the_command_had_one():
+    assert json.loads(frames.pong(ts=1, last_seq=2, client_id="p")) == {
+        "type": "pong",
+        "ts": 1,
+        "last_seq": 2,
+        "client_id": "p",
+    }
+    assert json.loads(frames.pong(ts=1, last_seq=2, client_id=None)) == {"type": "pong", "ts": 1, "last_seq": 2}
+
+
+def test_every_frame_and_event_the_protocol_defines_has_a_schema_check():
+    """The schema the tests hold the server to checks every type the protocol package
+    defines, and each builder's output carries exactly the fields its definition names."""
+    from tests.support import schema
+
+    assert set(events.FIELDS) | set(frames.FIELDS) == set(schema._CHECKERS)
+
+
+def test_room_event_builders_carry_their_defined_fields():
+    from datetime import UTC, datetime
+
+    user = {"id": 1, "name": "ann", "role": "member"}
+    built = [
+        events.message(id=1, author=user, body="hi", reply_to=None, mentions=[], client_id=None),
+        events.message_deleted(id=1, by=user),
+        events.tip(id=1, sender=user, amount=5, body="", pinned_until=None, highlight=False, client_id="t"),
+        events.notice(id=1, scope="room", level="info", body="hello", by=None, pinned_until=datetime.now(UTC)),
+        events.moderation(action="kick", target=user, by=user),
+        events.room(title="T", is_live=True, slow_mode_seconds=0),
+    ]
+    assert {event.type for event in built} == set(events.FIELDS)
+    for event in built:
+        assert tuple(event.fields) == events.FIELDS[event.type]
+        validate_event({"type": event.type, "seq": 1, "ts": "2026-01-01T00:00:00Z", **event.fields})
 
 
 def test_batch_of_one_is_the_event_itself():

@@ -163,6 +163,12 @@ class FakeTwistedTransport:
         self.written.append(bytes(data))
         self._tempDataLen += len(data)
 
+    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
+        pass
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        pass
+
 
 class FakeDaphneProtocol:
     """What daphne hands an application as `send`'s first argument: an autobahn protocol."""
@@ -174,6 +180,17 @@ class FakeDaphneProtocol:
         self.send_queue: list = []
         self.state = self.STATE_OPEN
         self.replies: list[dict] = []
+        # What the transport sets up to bound what the client sends.
+        self.application_queue: asyncio.Queue = asyncio.Queue()
+        self.failByDrop = True
+        self.failedByMe = False
+        self.message_data_total_length = 0
+
+    def onMessage(self, payload: bytes, is_binary: bool) -> None:  # noqa: N802 (autobahn's name)
+        self.application_queue.put_nowait({"type": "websocket.receive", "text": payload.decode()})
+
+    def onMessageFrameBegin(self, length: int) -> None:  # noqa: N802 (autobahn's name)
+        self.message_data_total_length += length
 
     def sendData(self, data: bytes) -> None:  # noqa: N802 (autobahn's name)
         self.transport.write(data)

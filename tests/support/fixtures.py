@@ -372,17 +372,11 @@ async def stop_room_hub() -> None:
     """
     from django.conf import settings
 
-    from rooms import realtime
+    from rooms.delivery import hub as hubs
 
-    loop = asyncio.get_running_loop()
-    hub = realtime._hubs.get(loop)
-    if hub is None:
+    if asyncio.get_running_loop() not in hubs._hubs:
         return
     # Flushes and presence deltas are scheduled as timers holding a coroutine; let the
     # last ones run rather than leave coroutines that were never awaited.
     await asyncio.sleep(max(settings.CHAT_BATCH_WINDOW_MS, settings.CHAT_PRESENCE_COALESCE_MS) / 1000 + 0.05)
-    realtime._hubs.pop(loop, None)
-    tasks = [t for t in (hub._receiver, hub._beater, *hub._tasks) if t is not None and not t.done()]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await hubs.stop_hub()

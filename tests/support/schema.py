@@ -15,32 +15,24 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from rooms.protocol import (
+    CLIENT_ID_MAX,
+    CODES_WITH_RETRY_AFTER,
+    ERROR_CODES,
+    MAX_SLOW_MODE_SECONDS,
+    events,
+    frames,
+)
+
 ROLES = frozenset({"host", "moderator", "member", "guest"})
 TEAM_ROLES = frozenset({"host", "moderator"})
-ERROR_CODES = frozenset(
-    {
-        "bad_request",
-        "too_large",
-        "unknown_type",
-        "unauthenticated",
-        "forbidden",
-        "not_found",
-        "muted",
-        "banned",
-        "slow_mode",
-        "rate_limited",
-        "insufficient_funds",
-        "invalid_amount",
-        "server_error",
-    }
-)
-# Codes whose `error` must say when to try again.
-CODES_WITH_RETRY_AFTER = frozenset({"muted", "slow_mode", "rate_limited"})
-MODERATION_ACTIONS = frozenset({"mute", "unmute", "ban", "unban", "kick", "slow_mode"})
-ROOM_EVENT_TYPES = frozenset({"message", "message_deleted", "tip", "notice", "moderation", "room"})
-CONNECTION_EVENT_TYPES = frozenset({"welcome", "presence", "roster", "ack", "error", "pong", "synced", "you"})
-MAX_SLOW_MODE_SECONDS = 120
-CLIENT_ID_MAX = 64
+# The names, codes and limits come from the protocol's own definitions (rooms.protocol):
+# what the server builds and what this checks cannot drift apart.
+ROOM_EVENT_TYPES = frozenset(events.FIELDS)
+CONNECTION_EVENT_TYPES = frozenset(frames.FIELDS)
+REQUIRED_FIELDS = {**events.FIELDS, **frames.FIELDS}
+MODERATION_ACTIONS = events.MODERATION_ACTIONS
+
 
 Event = dict[str, Any]
 
@@ -57,6 +49,8 @@ def validate_event(obj: Any) -> None:
     _check(checker is not None, kind, f"is not a server event type of the protocol: {_show(obj)}")
     if kind in ROOM_EVENT_TYPES:
         _room_event_header(obj, kind)
+    for name in REQUIRED_FIELDS[kind]:
+        _field(obj, name, kind)
     try:
         checker(obj, kind)
     except AssertionError as exc:

@@ -1,43 +1,26 @@
-"""The wire format (PROTOCOL.md): parsing client frames and building server events.
-
-Everything that knows a field name of the protocol lives here, so the consumer, the
-views and the services agree on one shape.
-"""
+"""Client commands (PROTOCOL.md "Client to server"): one text frame in, a Command out,
+or a ProtocolError saying what is wrong with it."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 
-MAX_ID = 2**63 - 1
-CLIENT_ID_MAX = 64
-MAX_MUTE_SECONDS = 1_209_600
-MAX_SLOW_MODE_SECONDS = 120
-ROSTER_PAGE_MAX = 200
-ROSTER_PAGE_DEFAULT = 50
-REASON_MAX = 200
-TIP_BODY_MAX = 200
-NOTICE_BODY_MAX = 500
-TITLE_MAX = 200
-
-
-def encode(obj: dict[str, Any]) -> str:
-    """The one JSON encoding of the protocol: compact, UTF-8 kept as is."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+from rooms.protocol.limits import (
+    CLIENT_ID_MAX,
+    MAX_ID,
+    MAX_MUTE_SECONDS,
+    MAX_SLOW_MODE_SECONDS,
+    NOTICE_BODY_MAX,
+    REASON_MAX,
+    ROSTER_PAGE_DEFAULT,
+    ROSTER_PAGE_MAX,
+    TIP_BODY_MAX,
+    TITLE_MAX,
+)
 
 
 class ProtocolError(Exception):
@@ -256,42 +239,3 @@ def parse_client_frame(text: str | None) -> Command:
     if kind in REQUIRES_CLIENT_ID and client_id is None:
         raise ProtocolError("bad_request", f"`{kind}` needs a `client_id`.")
     return Command(type=kind, client_id=client_id, args=parser(frame, client_id))
-
-
-# Server frames that are not room events (PROTOCOL.md "Connection events").
-
-
-def error_frame(code: str, detail: str, *, client_id: str | None = None, retry_after: float | None = None) -> str:
-    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
-    if client_id is not None:
-        frame["client_id"] = client_id
-    if retry_after is not None:
-        frame["retry_after"] = max(round(retry_after, 3), 0.001)
-    return encode(frame)
-
-
-def ack_frame(client_id: str | None, *, id: int | None = None, seq: int | None = None) -> str:
-    frame: dict[str, Any] = {"type": "ack", "client_id": client_id}
-    if id is not None:
-        frame["id"] = id
-    if seq is not None:
-        frame["seq"] = seq
-    return encode(frame)
-
-
-def with_client_id(frame: dict[str, Any], client_id: str | None) -> dict[str, Any]:
-    if client_id is not None:
-        frame["client_id"] = client_id
-    return frame
-
-
-def batch_text(event_texts: list[str], *, complete_to: int | None = None) -> str:
-    """Several already-encoded events as one frame, without decoding them again.
-
-    `complete_to`: the viewer has every event it is owed up to this seq (some were
-    withheld from it), sent as the batch's `last_seq`."""
-    if complete_to is not None:
-        return '{"type":"batch","events":[' + ",".join(event_texts) + '],"last_seq":' + str(complete_to) + "}"
-    if len(event_texts) == 1:
-        return event_texts[0]
-    return '{"type":"batch","events":[' + ",".join(event_texts) + "]}"

@@ -1,0 +1,45 @@
+"""Moderation's commands over the socket, registered with rooms' seam (rooms.extensions)
+when the app is ready: each maps a client command to its service and its reply."""
+
+from __future__ import annotations
+
+from moderation import services
+from rooms.extensions import SocketCommand, register_socket_command
+from rooms.protocol import frames
+
+
+def _acked_with_seq(client_id, event) -> str:
+    # Every moderation command appends a room event: the ack carries its seq.
+    return frames.ack(client_id, seq=event.seq)
+
+
+def _acked_with_blocks(client_id, blocked: set[int]) -> str:
+    return frames.ack(client_id, blocked=sorted(blocked))
+
+
+def _keep_blocks(connection, blocked: set[int]) -> None:
+    connection.set_blocked(blocked)
+
+
+def register() -> None:
+    by_room = {
+        "delete": lambda actor, *, room_id, id: services.check_delete_message(actor, room_id, message_id=id),
+        "mute": lambda actor, *, room_id, **args: services.check_mute(actor, room_id, **args),
+        "unmute": lambda actor, *, room_id, **args: services.check_unmute(actor, room_id, **args),
+        "kick": lambda actor, *, room_id, **args: services.check_kick(actor, room_id, **args),
+        "ban": lambda actor, *, room_id, **args: services.check_ban(actor, room_id, **args),
+        "unban": lambda actor, *, room_id, **args: services.check_unban(actor, room_id, **args),
+        "slow_mode": lambda actor, *, room_id, **args: services.check_set_slow_mode(actor, room_id, **args),
+    }
+    for kind, run in by_room.items():
+        register_socket_command(kind, SocketCommand(run=run, reply=_acked_with_seq))
+    # Blocks are the user's own, in every room.
+    for kind, check in (("block", services.check_block), ("unblock", services.check_unblock)):
+        register_socket_command(
+            kind,
+            SocketCommand(
+                run=lambda actor, *, room_id, _check=check, **args: _check(actor, **args),
+                reply=_acked_with_blocks,
+                apply=_keep_blocks,
+            ),
+        )

@@ -1,0 +1,96 @@
+"""The room's own commands over the socket: each takes the connection and the parsed
+command and returns its one reply frame (None when it sent the reply itself).
+Moderation's commands come through rooms.extensions."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from rooms import selectors, services
+from rooms.delivery import welcome
+from rooms.errors import RateLimited
+from rooms.protocol import Command, batch_text, frames
+from rooms.writer import get_writer
+
+
+async def ping(conn, command: Command) -> str:
+    last_seq = await database_sync_to_async(selectors.room_head)(conn.room_id)
+    return frames.pong(ts=command.args["ts"], last_seq=last_seq, client_id=command.client_id)
+
+
+async def send(conn, command: Command) -> str:
+    request = services.SendRequest(
+        conn.user, command.args["body"], reply_to_id=command.args["reply_to"], client_id=command.client_id
+    )
+    message = await get_writer(conn.room_id).send(request)
+    return frames.ack(command.client_id, id=message.pk, seq=message.seq)
+
+
+async def sync(conn, command: Command) -> str | None:
+    # Commands are answered one at a time, so a connection has one replay in flight
+    # at most; the budget bounds how often, the page how big.
+    wait = conn.sync_budget.take()
+    if wait is not None:
+        raise RateLimited("Too many syncs; wait a moment before the next one.", retry_after=wait)
+    page = settings.CHAT_HISTORY_RESUME_MAX if conn.user_id is not None else settings.CHAT_SYNC_PAGE_GUEST
+    # Hold live events while replaying so that each event reaches the client once:
+    # what the replay covers is dropped from the outbox when it is released.
+    conn.stream.hold()
+    try:
+        replay = await database_sync_to_async(selectors.room_replay)(
+            conn.room_id, after=command.args["after"], blocked=conn.stream.blocked, limit=page
+        )
+    except Exception:
+        await conn.write_frame(conn.stream.release(conn.stream.last_seq))
+        raise
+    if replay.texts:
+        await conn.base_send({"type": "websocket.send", "text": batch_text(replay.texts)})
+    synced = frames.synced(last_seq=replay.last_seq, truncated=replay.truncated, client_id=command.client_id)
+    if not replay.truncated:
+        # Before the live events that waited: they come after the replay's end.
+        await conn.send(text_data=synced)
+        await conn.write_frame(conn.stream.release(replay.last_seq))
+        return None
+    # The client asks for the next page; live events keep waiting until it has
+    # caught up (or the outbox bound sends it back with ?after).
+    return synced
+
+
+async def roster(conn, command: Command) -> str:
+    roster = await welcome.roster_or_local(
+        conn.room_id,
+        offset=command.args["offset"],
+        limit=command.args["limit"],
+        local_viewers=conn.hub.local_viewers(conn.room_id),
+    )
+    return frames.roster(roster, client_id=command.client_id)
+
+
+async def tip(conn, command: Command) -> str:
+    tip = await database_sync_to_async(services.check_send_tip)(
+        conn.user, conn.room_id, client_id=command.client_id, **command.args
+    )
+    balance = await database_sync_to_async(services.balance_of)(conn.user_id)
+    return frames.ack(command.client_id, id=tip.pk, seq=tip.seq, balance=balance)
+
+
+async def room_status(conn, command: Command) -> str:
+    event = await database_sync_to_async(services.check_update_room)(conn.user, conn.room_id, **command.args)
+    return frames.ack(command.client_id, seq=event.seq)
+
+
+async def announce(conn, command: Command) -> str:
+    event = await database_sync_to_async(services.check_announce)(conn.user, conn.room_id, **command.args)
+    return frames.ack(command.client_id, seq=event.seq)
+
+
+COMMANDS = {
+    "ping": ping,
+    "send": send,
+    "sync": sync,
+    "roster": roster,
+    "tip": tip,
+    "room_status": room_status,
+    "announce": announce,
+}

@@ -1,0 +1,331 @@
+"""The hub: one per server process, the members of every room group it watches.
+
+Services publish each room event once, as encoded JSON text, to the room's group. The
+members of a room group are not consumers but one hub per process: a process subscribes
+to a room once, however many of its connections watch it, and the hub writes the same
+frame to every local viewer. Events that arrive within a short window of the previous
+flush are coalesced into one `batch` frame, so a busy room costs each viewer a few
+frames a second while a quiet room's events go out at once.
+
+Live delivery is an optimization over the room event log. Whatever this path drops (a
+layer restart, a viewer too slow to keep up) the client fills from the log with `sync`
+or `?after=N`, which is why nothing here retries a delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from rooms import realtime
+from rooms.delivery.stream import Delivery, Frame
+from rooms.presence import Entry, PresenceTracker
+from rooms.protocol import batch_text
+
+logger = logging.getLogger(__name__)
+
+# How long a room feed waits for a missing seq (published out of order by two server
+# processes) before it delivers what it has; the client then fills the gap from the log.
+GAP_WAIT_SECONDS = 0.3
+
+
+class Viewer(Protocol):
+    """What the hub needs from a connection (rooms.consumers.RoomConsumer)."""
+
+    conn_id: str
+    user_id: int | None
+    # What this connection counts against (per-user and per-address connection limits).
+    limit_keys: list[str]
+
+    def presence_entry(self) -> Entry: ...
+
+    async def offer(
+        self,
+        deliveries: list[Delivery],
+        frame: Frame,
+        actors: set[int],
+        first_seq: int | None,
+        last_seq: int | None,
+        dense: bool,
+    ) -> None:
+        """Write `frame` (all of `deliveries`, in seq order) or what of it is for this
+        viewer. `dense`: the deliveries' seqs run from first_seq to last_seq without a hole."""
+
+    async def close_by_hub(self, code: int) -> None: ...
+
+    async def control(self, kind: str, payload: dict[str, Any]) -> None: ...
+
+
+class RoomFeed:
+    """One room as seen by one process: its local viewers and the events on their way."""
+
+    def __init__(self, hub: Hub, room_id: int) -> None:
+        self.hub = hub
+        self.room_id = room_id
+        self.viewers: set[Viewer] = set()
+        self.pending: list[Delivery] = []
+        # Events that arrived ahead of a missing seq, waiting up to GAP_WAIT_SECONDS.
+        self.held: dict[int, Delivery] = {}
+        self.next_seq: int | None = None
+        self.closes: list[tuple[int, int]] = []
+        self.last_flush = 0.0
+        self.window = settings.CHAT_BATCH_WINDOW_MS / 1000
+        self.flush_scheduled = False
+        self.gap_timer: asyncio.TimerHandle | None = None
+        self.subscribed = False
+
+    # Incoming events.
+
+    def push_event(self, delivery: Delivery, close_user: tuple[int, int] | None) -> None:
+        seq = delivery.seq
+        if close_user is not None:
+            self.closes.append(close_user)
+        if self.next_seq is None or seq <= self.next_seq:
+            # In order, or late: a late one goes out as is and viewers that already saw
+            # a higher seq drop it, or it was already delivered to them after a gap.
+            self.pending.append(delivery)
+            if self.next_seq is None or seq == self.next_seq:
+                self.next_seq = seq + 1
+                self._release_held()
+        else:
+            self.held[seq] = delivery
+            if self.gap_timer is None:
+                self.gap_timer = asyncio.get_running_loop().call_later(GAP_WAIT_SECONDS, self._give_up_gap)
+        self.schedule_flush()
+
+    def push_connection_event(self, text: str) -> None:
+        self.pending.append(Delivery(None, None, text))
+        self.schedule_flush()
+
+    def _release_held(self) -> None:
+        while self.next_seq in self.held:
+            self.pending.append(self.held.pop(self.next_seq))
+            self.next_seq += 1
+        if not self.held and self.gap_timer is not None:
+            self.gap_timer.cancel()
+            self.gap_timer = None
+
+    def _give_up_gap(self) -> None:
+        self.gap_timer = None
+        if self.held:
+            self.next_seq = min(self.held)
+            self._release_held()
+            self.schedule_flush()
+
+    # Delivery.
+
+    def schedule_flush(self) -> None:
+        if self.flush_scheduled:
+            return
+        self.flush_scheduled = True
+        delay = self.last_flush + self.window - time.monotonic()
+        loop = asyncio.get_running_loop()
+        if delay <= 0:
+            # A quiet room: nothing went out within the window, so this goes out at once.
+            loop.call_soon(self.hub.spawn, self.flush())
+        else:
+            loop.call_later(delay, self.hub.spawn, self.flush())
+
+    async def flush(self) -> None:
+        self.flush_scheduled = False
+        self.last_flush = time.monotonic()
+        started = time.perf_counter()
+        try:
+            await self._flush()
+        finally:
+            self.window = batch_window(time.perf_counter() - started)
+
+    async def _flush(self) -> None:
+        deliveries, self.pending = self.pending, []
+        closes, self.closes = self.closes, []
+        if deliveries:
+            if len(deliveries) > 1:
+                deliveries.sort(key=_seq_order)
+            frame = Frame(batch_text([d.text for d in deliveries]))
+            actors = {d.actor for d in deliveries if d.actor is not None}
+            seqs = [d.seq for d in deliveries if d.seq is not None]
+            first_seq, last_seq = (seqs[0], seqs[-1]) if seqs else (None, None)
+            # No hole inside this flush (seqs are sorted and unique).
+            dense = bool(seqs) and last_seq - first_seq + 1 == len(seqs)
+            for viewer in list(self.viewers):
+                try:
+                    await viewer.offer(deliveries, frame, actors, first_seq, last_seq, dense)
+                except Exception:
+                    logger.exception("Delivery to %s failed", viewer.conn_id)
+        for user_id, code in closes:
+            for viewer in [v for v in self.viewers if v.user_id == user_id]:
+                await viewer.close_by_hub(code)
+
+
+def batch_window(flush_seconds: float) -> float:
+    """A room's batch window after a flush that took `flush_seconds` to write: wide
+    enough that its flushes take at most CHAT_BATCH_FANOUT_PERCENT of the time, within
+    [CHAT_BATCH_WINDOW_MS, CHAT_BATCH_WINDOW_MAX_MS]. A room of a few viewers keeps the
+    shortest window; a room of thousands batches more events per write instead of
+    spending the whole process on writes (each write costs about the same whatever its
+    size). A quiet room is not slowed by it: an event that finds no flush within the
+    window goes out at once."""
+    wanted = flush_seconds * 100 / settings.CHAT_BATCH_FANOUT_PERCENT
+    return min(max(wanted, settings.CHAT_BATCH_WINDOW_MS / 1000), settings.CHAT_BATCH_WINDOW_MAX_MS / 1000)
+
+
+def _seq_order(delivery: Delivery) -> int:
+    # Connection events keep their place relative to nothing in particular; put them last.
+    return delivery.seq if delivery.seq is not None else 2**63
+
+
+class Hub:
+    """The live delivery path of one server process (one per event loop): room feeds and
+    the channel-layer subscriptions behind them."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        # Services' publishes from the database thread go out through this loop.
+        self.publisher = realtime.start_publisher()
+        self.feeds: dict[int, RoomFeed] = {}
+        self.channel: str | None = None
+        self.presence = PresenceTracker(self._viewers_by_room)
+        self._receiver: asyncio.Task | None = None
+        self._retrier: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._lock = asyncio.Lock()
+
+    def spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Subscriptions.
+
+    async def _start(self) -> None:
+        if self._retrier is None:
+            self._retrier = asyncio.ensure_future(self._retry_loop())
+            self.presence.start()
+        if self.channel is None:
+            layer = get_channel_layer()
+            channel = await layer.new_channel(prefix="hub.")
+            await layer.group_add(realtime.SITE_GROUP, channel)
+            self.channel = channel
+            self._receiver = asyncio.ensure_future(self._receive_loop())
+
+    async def _subscribe(self, feed: RoomFeed) -> None:
+        """Subscribe this process to the room. If the channel layer is down, the viewers
+        still get their welcome from the log, and the retry loop tries again."""
+        try:
+            await self._start()
+            await get_channel_layer().group_add(realtime.room_group(feed.room_id), self.channel)
+            feed.subscribed = True
+        except Exception:
+            logger.warning("Could not subscribe to room %s; retrying", feed.room_id, exc_info=True)
+
+    async def join(self, room_id: int, viewer: Viewer) -> None:
+        """Start delivering the room's events to `viewer` and count it as present."""
+        async with self._lock:
+            feed = self.feeds.get(room_id)
+            if feed is None:
+                feed = self.feeds[room_id] = RoomFeed(self, room_id)
+            feed.viewers.add(viewer)
+            if not feed.subscribed:
+                await self._subscribe(feed)
+        await self.presence.joined(room_id, viewer.presence_entry())
+
+    async def leave(self, room_id: int, viewer: Viewer) -> None:
+        feed = self.feeds.get(room_id)
+        if feed is None or viewer not in feed.viewers:
+            return
+        feed.viewers.discard(viewer)
+        await self.presence.left(room_id, viewer.conn_id)
+        async with self._lock:
+            if not feed.viewers and self.feeds.get(room_id) is feed:
+                del self.feeds[room_id]
+                if feed.subscribed:
+                    try:
+                        await get_channel_layer().group_discard(realtime.room_group(room_id), self.channel)
+                    except Exception:
+                        logger.warning("Could not unsubscribe from room %s", room_id, exc_info=True)
+
+    def local_viewers(self, room_id: int) -> int:
+        feed = self.feeds.get(room_id)
+        return len(feed.viewers) if feed else 0
+
+    def _viewers_by_room(self) -> dict[int, list[Viewer]]:
+        return {room_id: list(feed.viewers) for room_id, feed in self.feeds.items()}
+
+    async def _receive_loop(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+                self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Hub receive failed; retrying")
+                await asyncio.sleep(0.5)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "user.control":
+            self.spawn(self._control_users(set(message["users"]), message["kind"], message.get("payload") or {}))
+            return
+        feed = self.feeds.get(message.get("room"))
+        if feed is None:
+            return
+        kind = message.get("type")
+        if kind == "room.event":
+            close_user = message.get("close_user")
+            feed.push_event(
+                Delivery(message["seq"], message.get("actor"), message["text"]),
+                tuple(close_user) if close_user else None,
+            )
+        elif kind == "room.presence":
+            feed.push_connection_event(message["text"])
+
+    async def _control_users(self, user_ids: set[int], kind: str, payload: dict[str, Any]) -> None:
+        for feed in list(self.feeds.values()):
+            for viewer in [v for v in feed.viewers if v.user_id in user_ids]:
+                try:
+                    await viewer.control(kind, payload)
+                except Exception:
+                    logger.exception("Control %s for %s failed", kind, viewer.conn_id)
+
+    async def _retry_loop(self) -> None:
+        """Subscribe every second to the rooms whose subscription failed."""
+        while True:
+            await asyncio.sleep(1)
+            async with self._lock:
+                for feed in list(self.feeds.values()):
+                    if not feed.subscribed:
+                        await self._subscribe(feed)
+
+    async def stop(self) -> None:
+        """Cancel what this hub runs: its loop is about to close (a test's, at its end)."""
+        tasks = [self._receiver, self._retrier, *self._tasks, *self.presence.tasks(), self.publisher.task]
+        tasks = [t for t in tasks if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop: one per server process in production."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub
+
+
+async def stop_hub() -> None:
+    """Stop and forget the running loop's hub, if it has one."""
+    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    if hub is not None:
+        await hub.stop()

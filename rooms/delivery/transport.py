@@ -1,0 +1,231 @@
+"""Writing frames to one viewer's socket: the only module that touches daphne, Twisted
+or Autobahn.
+
+`transport_for(send)` picks the transport of a connection from the ASGI `send` the
+server gave it. Under daphne it is a DaphneTransport: fan-out frames are framed once
+for all viewers and written straight to the socket, what a viewer that stopped reading
+has queued is known (so it can be told to resume from the log instead of growing), and
+what a client may send unread is bounded. Under any other ASGI server it is an
+AsgiTransport: every frame goes through `send`, and the viewer's outbox bound is the
+only one. The daphne, Twisted and Autobahn versions are pinned in requirements.txt, and
+rooms/tests/test_daphne_glue.py fails when an upgrade moves what this relies on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+
+from rooms.delivery.stream import Frame
+
+# Bytes the server may hold for one viewer that is not reading before it is told to
+# resync from the log: bounds memory per connection whatever the room does.
+BACKLOG_MAX = 1 << 20
+# The largest WebSocket message read at all, as a multiple of the protocol's frame
+# limit: a frame between the two still gets its `too_large` error, a larger one is
+# closed with 1009 before it is buffered (daphne's own limit is 1 MiB, and it bounds
+# what the server sends too: a replay or a welcome may be larger).
+MESSAGE_MAX_FACTOR = 8
+# Frames of one connection that have arrived but not been handled yet: past the high
+# mark the socket is not read (TCP pushes back on the client) until the consumer is
+# down to the low mark. Bounds what one connection can queue in memory.
+INBOUND_FRAMES_HIGH = 32
+INBOUND_FRAMES_LOW = 8
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class AsgiTransport:
+    """Any ASGI server: frames go through `send` like every other message."""
+
+    fast = False
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    def connecting(self) -> None:
+        """Before the handshake is accepted."""
+
+    def accepted(self) -> None:
+        """Once the socket is open."""
+
+    def frame_handled(self) -> None:
+        """After the consumer handled one client frame."""
+
+    async def write(self, frame: Frame) -> bool:
+        """Write one frame; False if the viewer has too much unread already (it is to
+        resume from the log)."""
+        await self._send({"type": "websocket.send", "text": frame.text})
+        return True
+
+
+class DaphneTransport:
+    """A daphne WebSocket: Autobahn's protocol over a Twisted TCP transport."""
+
+    fast = True
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.inbound_paused = False
+
+    def connecting(self) -> None:
+        ws = self.ws
+        # Autobahn fails a connection (a frame over the size limit, a protocol error) by
+        # dropping TCP, so the client sees 1006 and cannot tell it from a network fault;
+        # with a close frame it sees why (1009 too big, 1002).
+        ws.failByDrop = False
+        self._limit_inbound()
+
+    def accepted(self) -> None:
+        self._release_handshake()
+
+    def frame_handled(self) -> None:
+        if self.inbound_paused and self.ws.application_queue.qsize() <= INBOUND_FRAMES_LOW:
+            self.inbound_paused = False
+            if self.ws.transport is not None:
+                self.ws.transport.resumeProducing()
+
+    async def write(self, frame: Frame) -> bool:
+        ws = self.ws
+        transport = ws.transport
+        if transport is None or ws.state != ws.STATE_OPEN:
+            return True
+        if len(transport.dataBuffer) - transport.offset + transport._tempDataLen > BACKLOG_MAX:
+            return False
+        wire = frame.wire
+        if wire is None:
+            wire = frame.wire = _framed(frame.text)
+        if ws.send_queue:
+            ws.sendData(wire)
+        else:
+            _write_now(transport, wire)
+        return True
+
+    def _limit_inbound(self) -> None:
+        """Messages larger than MESSAGE_MAX_FACTOR protocol frames fail the connection
+        (1009), and past INBOUND_FRAMES_HIGH unhandled frames the socket stops being read
+        until frame_handled() sees the backlog down to INBOUND_FRAMES_LOW. Autobahn copies
+        its factory's options onto each protocol when it connects, so these are per
+        connection."""
+        ws = self.ws
+        limit = settings.CHAT_FRAME_MAX_BYTES * MESSAGE_MAX_FACTOR
+        # Autobahn's message limit applies to what is sent as well, so incoming messages
+        # are held to this one the way Autobahn holds them to its own: as each frame begins.
+        ws.maxFramePayloadSize = limit
+        frame_begins = ws.onMessageFrameBegin
+
+        def on_message_frame_begin(length: int) -> None:
+            frame_begins(length)
+            if not ws.failedByMe and ws.message_data_total_length > limit:
+                ws.wasMaxMessagePayloadSizeExceeded = True
+                ws._max_message_size_exceeded(
+                    ws.message_data_total_length, limit, f"received a WebSocket message over {limit} octets"
+                )
+
+        queue = ws.application_queue
+        receive = ws.onMessage
+
+        def on_message(payload: bytes, is_binary: bool) -> None:
+            receive(payload, is_binary)
+            if queue.qsize() >= INBOUND_FRAMES_HIGH and not self.inbound_paused:
+                self.inbound_paused = True
+                ws.transport.pauseProducing()
+
+        ws.onMessageFrameBegin = on_message_frame_begin
+        ws.onMessage = on_message
+
+    def _release_handshake(self) -> None:
+        """Let go of what daphne and Autobahn keep from the handshake for as long as the
+        socket is open and never read again: ~4 KB per viewer, an eighth of its memory.
+
+        Daphne leaves the HTTP channel it upgraded registered as the socket's producer,
+        which keeps the channel and its request (headers, buffers) alive. Without it, a
+        viewer whose socket backs up is still read (its pings and commands answered); the
+        backlog bound covers its memory. Autobahn keeps the raw request and response
+        bytes and the parsed request headers (daphne copied what it needed into the
+        scope before the consumer started)."""
+        from twisted.web.http import HTTPChannel
+
+        ws = self.ws
+        transport = ws.transport
+        producer = getattr(transport, "producer", None)
+        if isinstance(producer, HTTPChannel):
+            transport.unregisterProducer()
+            producer.setTimeout(None)
+        for name in ("http_request_data", "http_response_data"):
+            if hasattr(ws, name):
+                setattr(ws, name, None)
+        headers = getattr(ws, "http_headers", None)
+        if isinstance(headers, dict):
+            headers.clear()
+
+
+Transport = AsgiTransport | DaphneTransport
+
+# What daphne's protocol and its Twisted transport must have for DaphneTransport.
+_PROTOCOL_ATTRS = (
+    "transport",
+    "send_queue",
+    "sendData",
+    "state",
+    "STATE_OPEN",
+    "application_queue",
+    "onMessage",
+    "onMessageFrameBegin",
+    "failByDrop",
+)
+_TCP_ATTRS = ("dataBuffer", "offset", "_tempDataLen", "socket", "connected", "disconnecting", "pauseProducing")
+
+
+def transport_for(send: Send) -> Transport:
+    """The transport of a connection, from the ASGI `send` the server gave it.
+
+    Daphne passes `send` as partial(server.handle_reply, protocol); Channels' session
+    middleware wraps it (to save the session on accept) and passes websocket.send
+    through as it is."""
+    inner = send
+    while not isinstance(inner, functools.partial) and hasattr(getattr(inner, "__self__", None), "real_send"):
+        inner = inner.__self__.real_send
+    protocol = inner.args[0] if isinstance(inner, functools.partial) and inner.args else None
+    if protocol is not None and _daphne_protocol(protocol):
+        return DaphneTransport(protocol)
+    return AsgiTransport(send)
+
+
+def _daphne_protocol(protocol) -> bool:
+    if not all(hasattr(protocol, name) for name in _PROTOCOL_ATTRS):
+        return False
+    return all(hasattr(protocol.transport, name) for name in _TCP_ATTRS)
+
+
+def _framed(text: str) -> bytes:
+    from autobahn.websocket.protocol import PreparedMessage
+
+    # Server-to-client frames are unmasked, so the bytes are the same for every viewer.
+    return PreparedMessage(text.encode(), False, False, True).payloadHybi
+
+
+def _write_now(transport, data: bytes) -> None:
+    """What daphne's send does, minus re-encoding and re-framing per viewer, and minus
+    the reactor round trip: with nothing queued before it, the frame goes straight to
+    the socket (one send call, where Twisted would register the socket for writability,
+    wait for the next loop iteration, write, and unregister it). Whatever the kernel
+    does not take is queued in the transport as usual, which keeps the order."""
+    if transport._tempDataLen or len(transport.dataBuffer) - transport.offset:
+        transport.write(data)
+        return
+    if not transport.connected or transport.disconnecting:
+        return
+    try:
+        sent = transport.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        # Let Twisted see the broken connection and close it its usual way.
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])

@@ -1,0 +1,115 @@
+"""Connection frames (PROTOCOL.md "Connection events"): about one connection, not the
+room's log, and never stored. One builder each, returning the encoded text; FIELDS
+names what each carries, and the tests' schema checks frames against it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rooms.protocol.wire import encode
+
+User = dict[str, Any]
+
+# Required fields of each connection frame (besides `type`). Optional ones: `client_id`
+# on replies, `retry_after` on errors, `truncated` on synced, `changed` on presence,
+# what an ack stored (`id`, `seq`, `balance`, `blocked`), `staff` on a user.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "welcome": (
+        "room",
+        "you",
+        "roster",
+        "history",
+        "last_seq",
+        "history_truncated",
+        "pinned",
+        "limits",
+    ),
+    "presence": ("count", "joined", "left", "team"),
+    "roster": ("count", "team", "audience", "offset"),
+    "ack": ("client_id",),
+    "error": ("code", "detail"),
+    "pong": ("ts", "last_seq"),
+    "synced": ("last_seq",),
+    "you": ("id", "name", "role"),
+}
+
+
+def _with_client_id(frame: dict[str, Any], client_id: str | None) -> dict[str, Any]:
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return frame
+
+
+def welcome(
+    *,
+    room: dict[str, Any],
+    you: dict[str, Any],
+    roster: dict[str, Any],
+    history: list[dict[str, Any]],
+    last_seq: int,
+    history_truncated: bool,
+    pinned: list[dict[str, Any]],
+    limits: dict[str, Any],
+) -> str:
+    return encode(
+        {
+            "type": "welcome",
+            "room": room,
+            "you": you,
+            "roster": roster,
+            "history": history,
+            "last_seq": last_seq,
+            "history_truncated": history_truncated,
+            "pinned": pinned,
+            "limits": limits,
+        }
+    )
+
+
+def presence(*, count: int, joined: list[User], left: list[User], team: list[User], changed: list[User]) -> str:
+    frame: dict[str, Any] = {"type": "presence", "count": count, "joined": joined, "left": left, "team": team}
+    if changed:
+        frame["changed"] = changed
+    return encode(frame)
+
+
+def roster_fields(*, count: int, team: list[User], audience: list[User], offset: int) -> dict[str, Any]:
+    """The roster as `welcome.roster` carries it (the `roster` frame without its type)."""
+    return {"count": count, "team": team, "audience": audience, "offset": offset}
+
+
+def roster(fields: dict[str, Any], *, client_id: str | None) -> str:
+    return encode(_with_client_id({"type": "roster", **fields}, client_id))
+
+
+def ack(client_id: str | None, **stored: Any) -> str:
+    """`stored`: what the command stored or changed (`id`, `seq`, `balance`, `blocked`);
+    None values are left out."""
+    frame: dict[str, Any] = {"type": "ack", "client_id": client_id}
+    frame.update((name, value) for name, value in stored.items() if value is not None)
+    return encode(frame)
+
+
+def error(code: str, detail: str, *, client_id: str | None = None, retry_after: float | None = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+    if client_id is not None:
+        frame["client_id"] = client_id
+    if retry_after is not None:
+        frame["retry_after"] = max(round(retry_after, 3), 0.001)
+    return encode(frame)
+
+
+def pong(*, ts: Any, last_seq: int, client_id: str | None) -> str:
+    return encode(_with_client_id({"type": "pong", "ts": ts, "last_seq": last_seq}, client_id))
+
+
+def synced(*, last_seq: int, truncated: bool, client_id: str | None) -> str:
+    frame: dict[str, Any] = {"type": "synced", "last_seq": last_seq}
+    if truncated:
+        frame["truncated"] = True
+    return encode(_with_client_id(frame, client_id))
+
+
+def you(me: User, **changed: Any) -> str:
+    """The viewer's own user again, when it (or their `balance`) changed while connected."""
+    return encode({"type": "you", **me, **changed})
