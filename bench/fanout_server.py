@@ -56,11 +56,11 @@ HISTORY_MAX = 1000
 
 
 def iso_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 class Room:
-    def __init__(self, slug: str, server: "Server"):
+    def __init__(self, slug: str, server: Server):
         self.slug = slug
         self.server = server
         self.log: list[bytes] = []  # encoded events; log[i] has seq i + 1
@@ -123,7 +123,7 @@ class Room:
 
 
 class Conn(asyncio.Protocol):
-    def __init__(self, server: "Server"):
+    def __init__(self, server: Server):
         self.server = server
         self.transport = None
         self.buf = b""
@@ -330,7 +330,7 @@ async def main(args) -> None:
     print(f"fanout server on ws://{args.host}:{args.port}/ws/rooms/<slug>/", flush=True)
     try:
         await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     srv.close()
 

@@ -81,7 +81,8 @@ def main(argv=None) -> None:
             if batch and per_read == 1:
                 continue
             r = run(args.viewers, args.events, per_read, batch)
-            print(f"{'batch' if batch else 'single':>8} {per_read:>11} {r['us_per_delivery']:>12.3f} {r['per_s']:>13,.0f}")
+            kind = "batch" if batch else "single"
+            print(f"{kind:>8} {per_read:>11} {r['us_per_delivery']:>12.3f} {r['per_s']:>13,.0f}")
 
 
 if __name__ == "__main__":

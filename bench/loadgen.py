@@ -259,7 +259,7 @@ class Conn:
         "closed_code", "frames", "slow", "cookie", "rcvbuf",
     )
 
-    def __init__(self, gen: "Generator", idx: int, local_ip: str | None, cookie: str | None = None):
+    def __init__(self, gen: Generator, idx: int, local_ip: str | None, cookie: str | None = None):
         self.gen = gen
         self.idx = idx
         self.client = None
@@ -485,7 +485,7 @@ class Viewer(Conn):
                     # Still inside its pause: the reconnected viewer stays slow.
                     self.client.pause_reading()
                 return
-            except (OSError, asyncio.TimeoutError, ConnectionError, wsraw.HandshakeError) as exc:
+            except (TimeoutError, OSError, ConnectionError, wsraw.HandshakeError) as exc:
                 self.gen.resync_failures[type(exc).__name__] += 1
                 await asyncio.sleep(0.2 * (attempt + 1))
         self.lost_conn = True
@@ -690,7 +690,7 @@ class Generator:
             times.append(conn.connect_ns / 1e6)
         except wsraw.HandshakeError as exc:
             self.connect_failures[f"http_{exc.status}"] += 1
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.connect_failures["timeout"] += 1
             if conn.client is not None:
                 conn.client.abort()
@@ -805,7 +805,7 @@ class Generator:
                 c.send_obj({"type": "ping", "ts": 0, "client_id": cid})
                 try:
                     return await asyncio.wait_for(fut, 5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
         return None
 
@@ -832,7 +832,7 @@ class Generator:
 
     async def open(self) -> None:
         cfg = self.cfg
-        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self.started = datetime.datetime.now(datetime.UTC)
         self.stop_event = asyncio.Event()
         self.bg_tasks = [asyncio.ensure_future(self._lag_monitor(self.stop_event))]
         if cfg.app_ping > 0:
@@ -843,8 +843,8 @@ class Generator:
         warm = Viewer(self, -1, None)
         try:
             await asyncio.wait_for(warm.connect(), cfg.connect_timeout)
-        except (OSError, asyncio.TimeoutError, ConnectionError, wsraw.HandshakeError) as exc:
-            raise SystemExit(f"cannot open a viewer connection to {cfg.url}: {exc!r}")
+        except (TimeoutError, OSError, ConnectionError, wsraw.HandshakeError) as exc:
+            raise SystemExit(f"cannot open a viewer connection to {cfg.url}: {exc!r}") from None
         self.stopping = True
         warm.close()
         await asyncio.sleep(0.5)
@@ -1095,7 +1095,7 @@ class Generator:
                 "expected": expected,
                 "received": received,
                 "lost": expected - received,
-                "viewers_with_loss": sum(1 for v, o in zip(viewers, owed) if o > v.got),
+                "viewers_with_loss": sum(1 for v, o in zip(viewers, owed, strict=True) if o > v.got),
                 "duplicates": sum(v.dups for v in viewers),
                 "reordered": sum(v.reordered for v in viewers),
                 "gaps": sum(v.gaps for v in viewers),
@@ -1203,7 +1203,8 @@ def format_table(result: dict) -> str:
         ("deliveries expected", f"{f(d['expected'])} (final seq {f(d['final_seq'])})"),
         ("deliveries received", f"{f(d['received'])}; lost {f(d['lost'])} (viewers {f(d['viewers_with_loss'])}); "
                                 f"dup {f(d['duplicates'])}; reordered {f(d['reordered'])}"),
-        ("resyncs", f"{f(d['resyncs'])} {json.dumps(d['resyncs_by_code'])}; recovered {f(d['recovered'])}; dropped {f(d['viewers_dropped'])}; "
+        ("resyncs", f"{f(d['resyncs'])} {json.dumps(d['resyncs_by_code'])}; recovered {f(d['recovered'])}; "
+                    f"dropped {f(d['viewers_dropped'])}; "
                            f"behind at end {f(d['viewers_behind_at_end'])}; "
                            f"close codes {json.dumps(d['close_codes'])}"),
         ("deliveries/s (window)", f"{f(d['per_s'])}; frames/s {f(d['frames_per_s'])}; "

@@ -167,7 +167,7 @@ def cpu_shares(before: dict, after: dict) -> dict:
         a = after.get(name)
         if a is None:
             continue
-        d = [y - x for x, y in zip(b, a)]
+        d = [y - x for x, y in zip(b, a, strict=True)]
         total = sum(d) or 1
         idle = d[3] + d[4]
         shares[name] = {

@@ -362,8 +362,10 @@ def summary_rows(results: list[dict]) -> str:
             n(s["rss_kb_per_conn"]), n(s["peak_rss_mb"]), n(g["cpu_util"] * 100 if g["cpu_util"] is not None else None),
         ))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = [
+        "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -484,7 +486,7 @@ def main(argv=None) -> None:
             server.stop()
 
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": loadgen.machine_info(),
         "command": " ".join([".venv/bin/python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "server": kind,
@@ -525,7 +527,8 @@ def _start_profiler(pid: int, cfg: LoadConfig, args, label: str, kind: str, stam
     wait = "" if args.profile_phase == "connect" else \
         f"for i in $(seq 1 3600); do [ -e {marker} ] && break; sleep 1; done; "
     cmd = ["sh", "-c", f"{wait}"
-                       f"{spy} record --nonblocking {'--gil ' if args.profile_gil else ''}-r 200 -d {int(args.profile)} "
+                       f"{spy} record --nonblocking {'--gil ' if args.profile_gil else ''}"
+                       f"-r 200 -d {int(args.profile)} "
                        f"-f raw -o {out} --pid {pid}; "
                        f"{PYTHON} {os.path.join(HERE, 'spytop.py')} {out} --top 40 > {top}; rm -f {marker}"]
     loadgen.WINDOW_MARKER = marker

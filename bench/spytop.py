@@ -33,7 +33,7 @@ def read_speedscope(path: str):
     frames = doc["shared"]["frames"]
     names = [f"{f['name']} ({(f.get('file') or '').rsplit('/', 2)[-1]}:{f.get('line', '')})" for f in frames]
     for prof in doc["profiles"]:
-        for sample, weight in zip(prof["samples"], prof["weights"]):
+        for sample, weight in zip(prof["samples"], prof["weights"], strict=True):
             yield [names[i] for i in sample], weight
 
 

@@ -15,9 +15,8 @@ import asyncio
 import json
 import time
 
-from websockets.asyncio.client import connect
-
 from loadgen import pct
+from websockets.asyncio.client import connect
 
 
 async def _guest(url: str, origin: str, per_second: float, until: float, counts: dict) -> None:

@@ -85,7 +85,9 @@ class Message(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
     body = models.TextField()
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
-    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "": a message from the admin has none, and the unique constraint on
+    # (room, author, client_id) must not treat two of those as the same.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     seq = models.BigIntegerField()
     created_at = models.DateTimeField()
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -193,9 +195,9 @@ class Notice(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.scope} notice: {self.body[:40]}"
+
     @property
     def scope(self) -> str:
         return "room" if self.room_id else "site"
-
-    def __str__(self) -> str:
-        return f"{self.scope} notice: {self.body[:40]}"

@@ -63,7 +63,9 @@ def test_user_permission_changes_refresh_that_user(viewer, perm, controls, djang
     assert controls == [([viewer.pk], "refresh")] * 4
 
 
-def test_taking_a_permission_from_its_side_refreshes_its_holders(viewer, outsider, perm, controls, django_capture_on_commit_callbacks):
+def test_taking_a_permission_from_its_side_refreshes_its_holders(
+    viewer, outsider, perm, controls, django_capture_on_commit_callbacks
+):
     viewer.user_permissions.add(perm)
     outsider.user_permissions.add(perm)
     controls.clear()
