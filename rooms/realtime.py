@@ -115,15 +115,37 @@ class Publisher:
         layer = get_channel_layer()
         try:
             while self._outgoing:
-                group, message = self._outgoing.popleft()
-                try:
-                    await asyncio.wait_for(layer.group_send(group, message), PUBLISH_TIMEOUT_SECONDS)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.warning("Could not publish to %s; viewers will catch up from the log", group, exc_info=True)
+                for group, message in _merged(self._outgoing):
+                    try:
+                        await asyncio.wait_for(layer.group_send(group, message), PUBLISH_TIMEOUT_SECONDS)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        logger.warning(
+                            "Could not publish to %s; viewers will catch up from the log", group, exc_info=True
+                        )
         finally:
             self.task = None
+
+
+def _merged(outgoing: deque[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Take everything waiting, with each group's room events in one `room.events`
+    message: a burst costs one publish per room rather than one per event, so the
+    publisher keeps up with what the writer stores. Order within a group is kept."""
+    taken: list[tuple[str, dict[str, Any]]] = []
+    batches: dict[str, dict[str, Any]] = {}
+    while outgoing:
+        group, message = outgoing.popleft()
+        if message["type"] != "room.event":
+            taken.append((group, message))
+            continue
+        event = [message["seq"], message["actor"], message["text"], message.get("close_user")]
+        batch = batches.get(group)
+        if batch is None:
+            batch = batches[group] = {"type": "room.events", "room": message["room"], "events": []}
+            taken.append((group, batch))
+        batch["events"].append(event)
+    return taken
 
 
 _publishers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -277,7 +277,10 @@ class Hub:
         if feed is None:
             return
         kind = message.get("type")
-        if kind == "room.event":
+        if kind == "room.events":
+            for seq, actor, text, close_user in message["events"]:
+                feed.push_event(Delivery(seq, actor, text), tuple(close_user) if close_user else None)
+        elif kind == "room.event":
             close_user = message.get("close_user")
             feed.push_event(
                 Delivery(message["seq"], message.get("actor"), message["text"]),
