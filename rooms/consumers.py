@@ -19,12 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from rooms import commands, extensions, selectors
 from rooms.budget import CommandBudget
+from rooms.dbpaths import reads, writes
 from rooms.delivery import welcome
 from rooms.delivery.hub import get_hub
 from rooms.delivery.stream import Delivery, FellBehind, Frame, ViewerStream
@@ -67,7 +67,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.limit_keys: list[str] = []
         self.transport = transport_for(self.base_send)
         after, after_bad = _parse_after(self.scope.get("query_string", b""))
-        state = await database_sync_to_async(welcome.viewer_state)(self.scope["url_route"]["kwargs"]["slug"], self.user)
+        state = await reads(welcome.viewer_state)(self.scope["url_route"]["kwargs"]["slug"], self.user)
         self.transport.connecting()
         await self.accept()
         self.transport.accepted()
@@ -90,8 +90,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room_id = state.room.pk
         self.hub = get_hub()
         await self.hub.join(self.room_id, self)
-        history = await database_sync_to_async(selectors.room_history)(self.room_id, after=after, blocked=state.blocked)
-        room = await database_sync_to_async(selectors.room_state)(state.room)
+        history = await reads(selectors.room_history)(self.room_id, after=after, blocked=state.blocked)
+        room = await reads(selectors.room_state)(state.room)
         roster = await welcome.roster_or_local(
             self.room_id, offset=0, limit=50, local_viewers=self.hub.local_viewers(self.room_id)
         )
@@ -181,7 +181,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         revoked power away; the viewer and the roster are told the new role."""
         if self.closed or self.room_id is None:
             return
-        fresh = await database_sync_to_async(welcome.fresh_standing)(self.user_id, self.room_id)
+        fresh = await reads(welcome.fresh_standing)(self.user_id, self.room_id)
         if fresh is None:
             await self.close_by_hub(Close.FORBIDDEN)
             return
@@ -237,7 +237,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return frames.error(
                     "unknown_type", f"This server does not serve {command.type!r}.", client_id=command.client_id
                 )
-            result = await database_sync_to_async(other.run)(self.user, room_id=self.room_id, **command.args)
+            result = await writes(other.run)(self.user, room_id=self.room_id, **command.args)
             if other.apply is not None:
                 other.apply(self, result)
             return other.reply(command.client_id, result)

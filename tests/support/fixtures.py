@@ -362,6 +362,11 @@ async def connect() -> AsyncIterator[Connect]:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await client.disconnect()
         await stop_room_hub()
+        # The read path's connections live in threads pytest-django does not close; left
+        # open, they keep the test database from being dropped.
+        from rooms.dbpaths import close_read_connections
+
+        await asyncio.to_thread(close_read_connections)
 
 
 async def stop_room_hub() -> None:

@@ -1,0 +1,42 @@
+"""The two ways from the event loop to the database.
+
+- `writes`: the process's one database thread (Channels' database_sync_to_async):
+  services that change state, in the order they were asked for. Under a burst it is busy
+  with the writers' group commits.
+- `reads`: a few threads with database connections of their own, for the reads a viewer
+  waits on (its welcome, a ping, a sync replay). They never queue behind the writes, so
+  a room that is being written as fast as it can be still welcomes and answers.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
+from django.db import connections
+
+# Enough to overlap a few replays and welcomes; each thread holds one connection.
+READ_THREADS = 4
+
+_read_executor = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="db-read")
+
+writes = database_sync_to_async
+
+
+def reads(fn):
+    """`fn` (a read: it must not write) as a coroutine function that runs on the read path."""
+    return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_read_executor)
+
+
+def close_read_connections() -> None:
+    """Close the database connections the read threads hold (before a test database is
+    dropped). Each thread takes one of the closing tasks: they wait for each other."""
+    barrier = threading.Barrier(READ_THREADS)
+
+    def close() -> None:
+        connections.close_all()
+        barrier.wait(10)
+
+    for future in [_read_executor.submit(close) for _ in range(READ_THREADS)]:
+        future.result()
