@@ -252,6 +252,10 @@ CHAT_BATCH_FANOUT_PERCENT = env_int("CHAT_BATCH_FANOUT_PERCENT", 20, minimum=1)
 # checked and stored together (one database hop, one transaction). A send to a room with
 # no write in the last interval is written at once.
 CHAT_WRITE_INTERVAL_MS = env_int("CHAT_WRITE_INTERVAL_MS", 40, minimum=0)
+# A member's send that a room's writer could not store within this long (by what it has
+# queued and what its writes cost) is answered `busy` at once rather than queued. The
+# host team and staff are never refused.
+CHAT_ADMISSION_MS = env_int("CHAT_ADMISSION_MS", 250, minimum=1)
 # Frames a viewer may have waiting before it is told to resync from the log (4409).
 CHAT_VIEWER_QUEUE_MAX = env_int("CHAT_VIEWER_QUEUE_MAX", 1000, minimum=1)
 # Presence: how often each process refreshes its connections, and when a connection

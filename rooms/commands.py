@@ -4,18 +4,19 @@ Moderation's commands come through rooms.extensions."""
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from rooms import selectors, services
+from rooms.dbpaths import reads, writes
 from rooms.delivery import welcome
 from rooms.errors import RateLimited
+from rooms.permissions import is_team
 from rooms.protocol import Command, batch_text, frames
 from rooms.writer import get_writer
 
 
 async def ping(conn, command: Command) -> str:
-    last_seq = await database_sync_to_async(selectors.room_head)(conn.room_id)
+    last_seq = await reads(selectors.room_head)(conn.room_id)
     return frames.pong(ts=command.args["ts"], last_seq=last_seq, client_id=command.client_id)
 
 
@@ -23,7 +24,9 @@ async def send(conn, command: Command) -> str:
     request = services.SendRequest(
         conn.user, command.args["body"], reply_to_id=command.args["reply_to"], client_id=command.client_id
     )
-    message = await get_writer(conn.room_id).send(request)
+    # The host team's and staff's lines go first and are never refused as busy.
+    priority = is_team(conn.me["role"]) or bool(conn.me.get("staff"))
+    message = await get_writer(conn.room_id).send(request, priority=priority)
     return frames.ack(command.client_id, id=message.pk, seq=message.seq)
 
 
@@ -38,7 +41,7 @@ async def sync(conn, command: Command) -> str | None:
     # what the replay covers is dropped from the outbox when it is released.
     conn.stream.hold()
     try:
-        replay = await database_sync_to_async(selectors.room_replay)(
+        replay = await reads(selectors.room_replay)(
             conn.room_id, after=command.args["after"], blocked=conn.stream.blocked, limit=page
         )
     except Exception:
@@ -68,20 +71,18 @@ async def roster(conn, command: Command) -> str:
 
 
 async def tip(conn, command: Command) -> str:
-    tip = await database_sync_to_async(services.check_send_tip)(
-        conn.user, conn.room_id, client_id=command.client_id, **command.args
-    )
-    balance = await database_sync_to_async(services.balance_of)(conn.user_id)
+    tip = await writes(services.check_send_tip)(conn.user, conn.room_id, client_id=command.client_id, **command.args)
+    balance = await writes(services.balance_of)(conn.user_id)
     return frames.ack(command.client_id, id=tip.pk, seq=tip.seq, balance=balance)
 
 
 async def room_status(conn, command: Command) -> str:
-    event = await database_sync_to_async(services.check_update_room)(conn.user, conn.room_id, **command.args)
+    event = await writes(services.check_update_room)(conn.user, conn.room_id, **command.args)
     return frames.ack(command.client_id, seq=event.seq)
 
 
 async def announce(conn, command: Command) -> str:
-    event = await database_sync_to_async(services.check_announce)(conn.user, conn.room_id, **command.args)
+    event = await writes(services.check_announce)(conn.user, conn.room_id, **command.args)
     return frames.ack(command.client_id, seq=event.seq)
 
 

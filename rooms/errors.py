@@ -39,3 +39,10 @@ class NoSuchRoom(NotFound):
 
     def __init__(self) -> None:
         super().__init__("No such room.")
+
+
+class Busy(ChatError):
+    """The room or the process cannot take this now: nothing was stored, and the same
+    command (with the same client_id) may be sent again after retry_after."""
+
+    code = "busy"

@@ -1,68 +1,119 @@
-"""Group commit for chat messages, per process and per room.
+"""Group commit for chat messages, per process and per room, with admission.
 
 A busy room's sends would each take a database round trip to be checked, then a
 transaction of their own under the room's seq lock, each a hop to the database thread
 that every connection of the process shares. Instead, while one write is in flight the
 next sends queue up here, and the next write checks them all and stores those that pass
 in one transaction (one seq update, two inserts), in one hop. A room is written at most
-once per CHAT_WRITE_INTERVAL_MS: a quiet room's send is written at once, alone; in a
-busy room the sends of an interval share one write, and writes grow as large as the
-load needs.
+once per CHAT_WRITE_INTERVAL_MS (0: as soon as the last write is done): a quiet room's
+send is written at once, alone; in a busy room writes grow as large as the load needs.
+
+Admission: the writer knows what it has queued and what a send costs it to store (a
+moving average of its recent writes). A member's send that would wait longer than
+CHAT_ADMISSION_MS is answered `busy` at once, with retry_after, instead of joining a
+queue it cannot get through in time: a room past its capacity answers rather than
+queues. The host team's and staff's sends have a lane of their own, written first and
+never refused as busy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import weakref
+from collections import deque
+from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
+from rooms.dbpaths import writes
+from rooms.errors import Busy
 from rooms.models import Message
 from rooms.services.messages import SendRequest, check_send_messages
 
 # Bounds one transaction's size, so a burst cannot hold the room's lock for long.
 MAX_BATCH = 200
+# A send's cost before the writer has measured any: a few milliseconds of database time.
+INITIAL_SEND_SECONDS = 0.003
+# Weight of the newest write in the moving average of the cost per send.
+COST_SMOOTHING = 0.2
+
+
+@dataclass(slots=True)
+class _Waiting:
+    request: SendRequest
+    future: asyncio.Future
 
 
 class RoomWriter:
     def __init__(self, room_id: int) -> None:
         self.room_id = room_id
-        self.waiting: list[tuple[SendRequest, asyncio.Future]] = []
+        self.team: deque[_Waiting] = deque()
+        self.members: deque[_Waiting] = deque()
         self.draining = False
         self.last_write = -1e9
+        # Seconds of database time one stored send costs, measured on this room's writes.
+        self.send_seconds = INITIAL_SEND_SECONDS
+        # Sends answered busy since the room's load was last looked at (automatic slow mode).
+        self.refused = 0
+        self.offered = 0
 
-    async def send(self, request: SendRequest) -> Message:
-        """Check and store one send: the Message stored, or the ChatError that refused it."""
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append((request, future))
+    @property
+    def queued_seconds(self) -> float:
+        """How long the sends waiting now will take to store."""
+        return (len(self.team) + len(self.members)) * self.send_seconds
+
+    async def send(self, request: SendRequest, *, priority: bool = False) -> Message:
+        """Check and store one send: the Message stored, or the ChatError that refused
+        it (Busy when the room cannot store it within CHAT_ADMISSION_MS).
+        `priority`: a send of the host team or staff, never refused as busy."""
+        if not priority:
+            self.offered += 1
+            wait = self.queued_seconds + self.send_seconds - settings.CHAT_ADMISSION_MS / 1000
+            if wait > 0:
+                self.refused += 1
+                raise Busy(
+                    "The room is too busy to take your message right now; it was not sent.",
+                    # Spread the retries, so that the refused do not all come back at once.
+                    retry_after=wait + 0.5 + random.random(),
+                )
+        waiting = _Waiting(request, asyncio.get_running_loop().create_future())
+        (self.team if priority else self.members).append(waiting)
         if not self.draining:
             self.draining = True
             asyncio.ensure_future(self._drain())
-        return await future
+        return await waiting.future
+
+    def _next_batch(self) -> list[_Waiting]:
+        batch = []
+        for lane in (self.team, self.members):
+            while lane and len(batch) < MAX_BATCH:
+                batch.append(lane.popleft())
+        return batch
 
     async def _drain(self) -> None:
         try:
-            while self.waiting:
+            while self.team or self.members:
                 wait = self.last_write + settings.CHAT_WRITE_INTERVAL_MS / 1000 - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 self.last_write = time.monotonic()
-                batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+                batch = self._next_batch()
+                started = time.perf_counter()
                 try:
-                    answers = await database_sync_to_async(check_send_messages)(
-                        self.room_id, [request for request, _ in batch]
-                    )
+                    answers = await writes(check_send_messages)(self.room_id, [waiting.request for waiting in batch])
                 except Exception as exc:
                     answers = [exc] * len(batch)
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if future.done():  # the connection went away meanwhile
+                per_send = (time.perf_counter() - started) / len(batch)
+                self.send_seconds += COST_SMOOTHING * (per_send - self.send_seconds)
+                for waiting, answer in zip(batch, answers, strict=True):
+                    if waiting.future.done():  # the connection went away meanwhile
                         continue
                     if isinstance(answer, Exception):
-                        future.set_exception(answer)
+                        waiting.future.set_exception(answer)
                     else:
-                        future.set_result(answer)
+                        waiting.future.set_result(answer)
         finally:
             self.draining = False
 

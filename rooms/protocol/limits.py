@@ -57,10 +57,11 @@ ERROR_CODES = frozenset(
         "insufficient_funds",
         "invalid_amount",
         "server_error",
+        "busy",
     }
 )
 # Codes whose `error` must say when to try again.
-CODES_WITH_RETRY_AFTER = frozenset({"muted", "slow_mode", "rate_limited"})
+CODES_WITH_RETRY_AFTER = frozenset({"muted", "slow_mode", "rate_limited", "busy"})
 
 
 def client_limits() -> dict[str, Any]:

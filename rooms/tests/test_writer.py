@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from rooms import writer as writer_module
-from rooms.errors import BadRequest
+from rooms.errors import BadRequest, Busy
 from rooms.services import SendRequest
 from rooms.writer import RoomWriter
 
@@ -69,3 +69,81 @@ async def test_a_refused_send_fails_alone_in_its_write(monkeypatch, settings):
     assert isinstance(results[0], BadRequest)
     assert results[1] == "stored c"
     assert writes == [["a"], ["bad", "c"]]
+
+
+def held_writes(monkeypatch):
+    """check_send_messages that holds each write until the test lets it go."""
+    import threading
+
+    writes: list[list[str]] = []
+    gate = threading.Event()
+
+    def check_send_messages(room_id, requests):
+        gate.wait(5)
+        writes.append([r.body for r in requests])
+        return [f"stored {r.body}" for r in requests]
+
+    monkeypatch.setattr(writer_module, "check_send_messages", check_send_messages)
+    return writes, gate
+
+
+async def settle():
+    # Let queued sends reach the writer.
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_member_send_the_room_cannot_store_in_time_is_answered_busy_at_once(monkeypatch, settings):
+    settings.CHAT_ADMISSION_MS = 250
+    settings.CHAT_WRITE_INTERVAL_MS = 0
+    writes, gate = held_writes(monkeypatch)
+    writer = RoomWriter(1)
+    writer.send_seconds = 0.1  # each send costs 100 ms to store
+
+    first = asyncio.ensure_future(writer.send(send("a")))  # being written
+    await settle()
+    queued = [asyncio.ensure_future(writer.send(send(body))) for body in ("b", "c")]  # 200 ms waiting
+    await settle()
+
+    with pytest.raises(Busy) as refused:
+        await writer.send(send("d"))
+
+    assert refused.value.code == "busy"
+    assert refused.value.retry_after > 0
+    gate.set()
+    assert await asyncio.gather(first, *queued) == ["stored a", "stored b", "stored c"]
+    assert [body for batch in writes for body in batch] == ["a", "b", "c"]
+
+
+async def test_the_host_team_is_never_refused_and_is_written_before_waiting_members(monkeypatch, settings):
+    settings.CHAT_ADMISSION_MS = 250
+    settings.CHAT_WRITE_INTERVAL_MS = 0
+    writes, gate = held_writes(monkeypatch)
+    writer = RoomWriter(1)
+    writer.send_seconds = 0.1
+
+    first = asyncio.ensure_future(writer.send(send("a")))
+    await settle()
+    members = [asyncio.ensure_future(writer.send(send(body))) for body in ("m1", "m2")]
+    await settle()
+    with pytest.raises(Busy):
+        await writer.send(send("m3"))
+    team = [asyncio.ensure_future(writer.send(send(body), priority=True)) for body in ("t1", "t2", "t3")]
+    await settle()
+    gate.set()
+
+    assert await asyncio.gather(*team) == ["stored t1", "stored t2", "stored t3"]
+    await asyncio.gather(first, *members)
+    assert writes == [["a"], ["t1", "t2", "t3", "m1", "m2"]]
+
+
+async def test_the_cost_of_a_send_follows_the_writes(monkeypatch, settings):
+    settings.CHAT_WRITE_INTERVAL_MS = 0
+    recording(monkeypatch)
+    writer = RoomWriter(1)
+    writer.send_seconds = 10.0  # a guess far off
+
+    for body in "abcdefgh":
+        await writer.send(send(body), priority=True)
+
+    assert writer.send_seconds < 10.0 * (1 - writer_module.COST_SMOOTHING) ** 7
