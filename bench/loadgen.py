@@ -73,9 +73,11 @@ WINDOW_MARKER: str | None = None
 class Frame:
     """One distinct frame payload as parsed once, shared by every viewer that receives it."""
 
-    __slots__ = ("first", "last", "n", "contig", "events", "recv", "recv_slow", "synced", "kinds")
+    __slots__ = ("first", "last", "n", "contig", "events", "recv", "recv_slow", "synced", "kinds", "complete_to")
 
-    def __init__(self, events: list[tuple[int, int | None]], synced: int | None, kinds: tuple):
+    def __init__(
+        self, events: list[tuple[int, int | None]], synced: int | None, kinds: tuple, complete_to: int | None = None
+    ):
         self.events = events  # [(seq, send time ns or None)] of the room events, in frame order
         self.n = len(events)
         self.first = events[0][0] if events else 0
@@ -85,6 +87,9 @@ class Frame:
         self.recv_slow: list[int] = []
         self.synced = synced
         self.kinds = kinds
+        # A batch's `last_seq`: the viewer was sent everything meant for it up to there
+        # (the server left out what its readable feed skips, or what the viewer blocked).
+        self.complete_to = complete_to
 
 
 CACHE: dict[bytes, Frame] = {}
@@ -129,7 +134,8 @@ def parse_frame(payload: bytes) -> Frame:
                 except ValueError:
                     t = None
         events.append((seq, t))
-    frame = Frame(events, synced, tuple(kinds))
+    complete_to = doc.get("last_seq") if kind == "batch" else None
+    frame = Frame(events, synced, tuple(kinds), complete_to)
     _remember(payload, frame)
     return frame
 
@@ -333,7 +339,7 @@ class Conn:
 class Viewer(Conn):
     __slots__ = (
         "baseline", "next", "got", "missing", "dups", "reordered", "gaps", "old", "resyncs",
-        "recovered", "recovering", "resync_task", "lost_conn", "sync_pending", "base",
+        "recovered", "recovering", "resync_task", "lost_conn", "sync_pending", "base", "skipped",
     )
 
     def __init__(self, gen, idx, local_ip):
@@ -353,6 +359,7 @@ class Viewer(Conn):
         self.resync_task: asyncio.Task | None = None
         self.lost_conn = False
         self.sync_pending = False
+        self.skipped = 0
 
     def on_text(self, payload: bytes, now: int) -> None:
         self.frames += 1
@@ -366,7 +373,7 @@ class Viewer(Conn):
             if frame.synced is not None and self.sync_pending:
                 self.on_synced(frame.synced)
             return
-        if frame.contig and frame.first == self.next and not self.recovering:
+        if frame.contig and frame.first == self.next and not self.recovering and frame.complete_to is None:
             self.next = frame.last + 1
             self.got += frame.n
             if self.slow:
@@ -375,6 +382,18 @@ class Viewer(Conn):
                 frame.recv.append(now)
             return
         self.accept(frame.events, now)
+        if frame.complete_to is not None:
+            self.vouch(frame.complete_to)
+
+    def vouch(self, upto: int) -> None:
+        """Everything up to `upto` meant for this viewer was sent: what is missing there
+        the server left out on purpose (skipped, not lost)."""
+        left_out = [seq for seq in self.missing if seq <= upto]
+        self.missing.difference_update(left_out)
+        self.skipped += len(left_out)
+        if upto >= self.next:
+            self.skipped += upto - self.next + 1
+            self.next = upto + 1
 
     def accept(self, events, now: int) -> int:
         """Per-event accounting for frames that do not simply continue the sequence."""
@@ -492,7 +511,7 @@ class Viewer(Conn):
 
 
 class Sender(Conn):
-    __slots__ = ("pending", "acked", "errors", "max_seq", "ack_lat")
+    __slots__ = ("pending", "acked", "errors", "max_seq", "ack_lat", "answer_lat")
 
     def __init__(self, gen, idx, local_ip, cookie):
         super().__init__(gen, idx, local_ip, cookie)
@@ -501,6 +520,8 @@ class Sender(Conn):
         self.errors = Counter()
         self.max_seq = 0
         self.ack_lat: list[int] = []
+        # Every answer, ack or error (busy under overload): how long a sender waits to know.
+        self.answer_lat: list[int] = []
 
     def on_text(self, payload: bytes, now: int) -> None:
         self.frames += 1
@@ -535,6 +556,7 @@ class Sender(Conn):
         sent = self.pending.pop(cid, None)
         if sent is None:
             return
+        self.answer_lat.append(now - sent)
         if kind == "ack":
             self.acked += 1
             self.ack_lat.append(now - sent)
@@ -928,12 +950,13 @@ class Generator:
                 # Whatever a viewer still missed was counted in the step before.
                 v.missing.clear()
                 v.base = v.next - 1
-            v.got = v.dups = v.reordered = v.gaps = v.old = v.resyncs = v.recovered = 0
+            v.got = v.dups = v.reordered = v.gaps = v.old = v.resyncs = v.recovered = v.skipped = 0
         for s in self.senders:
             s.pending.clear()
             s.acked = 0
             s.errors.clear()
             s.ack_lat.clear()
+            s.answer_lat.clear()
 
     async def step(self, rate: float | None = None, senders: int | None = None, label: str | None = None) -> dict:
         """One measured window on the open connections: warm-up, window, drain, report."""
@@ -1042,12 +1065,14 @@ class Generator:
         owed = [max(0, final_seq - v.base) for v in viewers]
         expected = sum(owed)
         received = sum(v.got for v in viewers)
+        skipped = sum(v.skipped for v in viewers)
         sent = self.sent
         acked = sum(s.acked for s in senders)
         errors = Counter()
         for s in senders:
             errors.update(s.errors)
         ack_lat = [x / 1e6 for s in senders for x in s.ack_lat]
+        answer_lat = [x / 1e6 for s in senders for x in s.answer_lat]
 
         def delta(key, a, b):
             if key in snaps[a] and key in snaps[b]:
@@ -1085,6 +1110,8 @@ class Generator:
                 "ack_ms_p50": pct(ack_lat, 50),
                 "ack_ms_p99": pct(ack_lat, 99),
                 "ack_ms_max": max(ack_lat) if ack_lat else None,
+                "answer_ms_p99": pct(answer_lat, 99),
+                "answer_ms_max": max(answer_lat) if answer_lat else None,
                 "pacer_lag_max_ms": round(self.send_lag_max * 1000, 1),
             },
             "deliveries": {
@@ -1094,8 +1121,9 @@ class Generator:
                 "viewers_counted": len(viewers),
                 "expected": expected,
                 "received": received,
-                "lost": expected - received,
-                "viewers_with_loss": sum(1 for v, o in zip(viewers, owed, strict=True) if o > v.got),
+                "skipped": skipped,
+                "lost": expected - received - skipped,
+                "viewers_with_loss": sum(1 for v, o in zip(viewers, owed, strict=True) if o > v.got + v.skipped),
                 "duplicates": sum(v.dups for v in viewers),
                 "reordered": sum(v.reordered for v in viewers),
                 "gaps": sum(v.gaps for v in viewers),
@@ -1199,9 +1227,11 @@ def format_table(result: dict) -> str:
         ("connect failures", json.dumps(result["connect"]["failures"]) if result["connect"]["failures"] else "0"),
         ("messages sent/acked", f"{f(m['sent'])}/{f(m['acked'])} ({f(m['rate_achieved'])}/s); errors "
                                 f"{json.dumps(m['errors']) if m['errors'] else 0}; ack ms p50 {f(m['ack_ms_p50'])} "
-                                f"p99 {f(m['ack_ms_p99'])}"),
+                                f"p99 {f(m['ack_ms_p99'])}; any answer ms p99 {f(m.get('answer_ms_p99'))} "
+                                f"max {f(m.get('answer_ms_max'))}; unanswered {f(m['unanswered'])}"),
         ("deliveries expected", f"{f(d['expected'])} (final seq {f(d['final_seq'])})"),
-        ("deliveries received", f"{f(d['received'])}; lost {f(d['lost'])} (viewers {f(d['viewers_with_loss'])}); "
+        ("deliveries received", f"{f(d['received'])}; skipped {f(d.get('skipped'))}; lost {f(d['lost'])} "
+                                f"(viewers {f(d['viewers_with_loss'])}); "
                                 f"dup {f(d['duplicates'])}; reordered {f(d['reordered'])}"),
         ("resyncs", f"{f(d['resyncs'])} {json.dumps(d['resyncs_by_code'])}; recovered {f(d['recovered'])}; "
                     f"dropped {f(d['viewers_dropped'])}; "

@@ -256,6 +256,10 @@ CHAT_WRITE_INTERVAL_MS = env_int("CHAT_WRITE_INTERVAL_MS", 40, minimum=0)
 # queued and what its writes cost) is answered `busy` at once rather than queued. The
 # host team and staff are never refused.
 CHAT_ADMISSION_MS = env_int("CHAT_ADMISSION_MS", 250, minimum=1)
+# The readable feed: past this many member messages a second in a room, viewers' live
+# feeds leave member messages out (with a count) and keep everything else; the log and
+# sync keep everything. 0 turns it off.
+CHAT_READABLE_MESSAGES_PER_SECOND = env_int("CHAT_READABLE_MESSAGES_PER_SECOND", 20, minimum=0)
 # Frames a viewer may have waiting before it is told to resync from the log (4409).
 CHAT_VIEWER_QUEUE_MAX = env_int("CHAT_VIEWER_QUEUE_MAX", 1000, minimum=1)
 # Presence: how often each process refreshes its connections, and when a connection

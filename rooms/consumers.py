@@ -27,7 +27,7 @@ from rooms.budget import CommandBudget
 from rooms.dbpaths import reads, writes
 from rooms.delivery import welcome
 from rooms.delivery.hub import get_hub
-from rooms.delivery.stream import Delivery, FellBehind, Frame, ViewerStream
+from rooms.delivery.stream import Delivery, FellBehind, Frame, Thinned, ViewerStream
 from rooms.delivery.transport import transport_for
 from rooms.errors import ChatError
 from rooms.permissions import is_team
@@ -75,7 +75,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=Close.NOT_FOUND)
             return
         self.me = state.me
-        self.stream = ViewerStream(blocked=state.blocked, queue_max=settings.CHAT_VIEWER_QUEUE_MAX)
+        self.stream = ViewerStream(
+            blocked=state.blocked, queue_max=settings.CHAT_VIEWER_QUEUE_MAX, user_id=self.user_id
+        )
         self.budget = CommandBudget(**_budget_for(self.me), strikes_to_close=settings.CHAT_FLOOD_STRIKES)
         # Refused syncs are already counted by the command budget: these strikes close nothing.
         self.sync_budget = CommandBudget(
@@ -143,11 +145,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         first_seq: int | None,
         last_seq: int | None,
         dense: bool,
+        thinned: Thinned | None = None,
     ) -> None:
         if self.closed:
             return
         try:
-            mine = self.stream.offer(deliveries, frame, actors, first_seq, last_seq, dense)
+            mine = self.stream.offer(deliveries, frame, actors, first_seq, last_seq, dense, thinned)
         except FellBehind:
             await self.close_by_hub(Close.TOO_FAR_BEHIND)
             return

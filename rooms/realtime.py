@@ -36,16 +36,28 @@ def room_group(room_id: int) -> str:
 
 
 def publish_room_event(
-    room_id: int, *, seq: int, actor_id: int | None, text: str, close_user: tuple[int, int] | None = None
+    room_id: int,
+    *,
+    seq: int,
+    actor_id: int | None,
+    text: str,
+    close_user: tuple[int, int] | None = None,
+    skippable: bool = False,
+    concerns: tuple[int, ...] = (),
 ) -> None:
     """Hand one stored room event to every server process watching the room.
 
     `close_user` is (user id, close code): after delivering the event, each process
-    closes that user's connections to the room (kick, ban).
+    closes that user's connections to the room (kick, ban). `skippable`: a member's chat
+    line, which a feed faster than a person can read may leave out; never for the users
+    in `concerns` (its author, whom it mentions, whom it answers).
     """
     message: dict[str, Any] = {"type": "room.event", "room": room_id, "seq": seq, "actor": actor_id, "text": text}
     if close_user is not None:
         message["close_user"] = [int(close_user[0]), int(close_user[1])]
+    if skippable:
+        message["skippable"] = True
+        message["concerns"] = list(concerns)
     _group_send(room_group(room_id), message)
 
 
@@ -139,7 +151,14 @@ def _merged(outgoing: deque[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict
         if message["type"] != "room.event":
             taken.append((group, message))
             continue
-        event = [message["seq"], message["actor"], message["text"], message.get("close_user")]
+        event = [
+            message["seq"],
+            message["actor"],
+            message["text"],
+            message.get("close_user"),
+            message.get("skippable", False),
+            message.get("concerns", ()),
+        ]
         batch = batches.get(group)
         if batch is None:
             batch = batches[group] = {"type": "room.events", "room": message["room"], "events": []}

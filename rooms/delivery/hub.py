@@ -24,7 +24,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import realtime
-from rooms.delivery.stream import Delivery, Frame
+from rooms.delivery.stream import Delivery, Frame, Thinned
 from rooms.presence import Entry, PresenceTracker
 from rooms.protocol import batch_text
 
@@ -53,9 +53,11 @@ class Viewer(Protocol):
         first_seq: int | None,
         last_seq: int | None,
         dense: bool,
+        thinned: Thinned | None,
     ) -> None:
         """Write `frame` (all of `deliveries`, in seq order) or what of it is for this
-        viewer. `dense`: the deliveries' seqs run from first_seq to last_seq without a hole."""
+        viewer. `dense`: the deliveries' seqs run from first_seq to last_seq without a hole.
+        `thinned`: what the room's readable feed keeps of them, when it left some out."""
 
     async def close_by_hub(self, code: int) -> None: ...
 
@@ -79,6 +81,9 @@ class RoomFeed:
         self.flush_scheduled = False
         self.gap_timer: asyncio.TimerHandle | None = None
         self.subscribed = False
+        # The readable feed: member lines a viewer may still take this second.
+        self.readable = float(settings.CHAT_READABLE_MESSAGES_PER_SECOND)
+        self.readable_at = time.monotonic()
 
     # Incoming events.
 
@@ -153,14 +158,51 @@ class RoomFeed:
             first_seq, last_seq = (seqs[0], seqs[-1]) if seqs else (None, None)
             # No hole inside this flush (seqs are sorted and unique).
             dense = bool(seqs) and last_seq - first_seq + 1 == len(seqs)
+            thinned = self._thin(deliveries, last_seq)
             for viewer in list(self.viewers):
                 try:
-                    await viewer.offer(deliveries, frame, actors, first_seq, last_seq, dense)
+                    await viewer.offer(deliveries, frame, actors, first_seq, last_seq, dense, thinned)
                 except Exception:
                     logger.exception("Delivery to %s failed", viewer.conn_id)
         for user_id, code in closes:
             for viewer in [v for v in self.viewers if v.user_id == user_id]:
                 await viewer.close_by_hub(code)
+
+    def _thin(self, deliveries: list[Delivery], last_seq: int | None) -> Thinned | None:
+        """The readable feed: past CHAT_READABLE_MESSAGES_PER_SECOND member lines a
+        second, member lines are left out of viewers' live feeds (the log keeps them; a
+        viewer is told how many it missed). Everything else always goes: tips, notices,
+        moderation, room changes, the host team's lines, and for the users a line
+        concerns, that line. This also bounds what a huge room costs to fan out."""
+        rate = settings.CHAT_READABLE_MESSAGES_PER_SECOND
+        if not rate or last_seq is None or not any(d.skippable for d in deliveries):
+            return None
+        now = time.monotonic()
+        self.readable = min(float(rate), self.readable + (now - self.readable_at) * rate)
+        self.readable_at = now
+        kept: list[Delivery] = []
+        skipped: list[Delivery] = []
+        for d in deliveries:
+            if not d.skippable:
+                kept.append(d)
+            elif self.readable >= 1:
+                self.readable -= 1
+                kept.append(d)
+            else:
+                skipped.append(d)
+        if not skipped:
+            return None
+        for_user: dict[int, list[Delivery]] = {}
+        for d in skipped:
+            for user_id in d.concerns:
+                for_user.setdefault(user_id, []).append(d)
+        return Thinned(
+            kept=kept,
+            frame=Frame(batch_text([d.text for d in kept], complete_to=last_seq, skipped=len(skipped))),
+            skipped=len(skipped),
+            actors={d.actor for d in kept if d.actor is not None},
+            for_user=for_user,
+        )
 
 
 def batch_window(flush_seconds: float) -> float:
@@ -278,12 +320,20 @@ class Hub:
             return
         kind = message.get("type")
         if kind == "room.events":
-            for seq, actor, text, close_user in message["events"]:
-                feed.push_event(Delivery(seq, actor, text), tuple(close_user) if close_user else None)
+            for seq, actor, text, close_user, skippable, concerns in message["events"]:
+                feed.push_event(
+                    Delivery(seq, actor, text, skippable, tuple(concerns)), tuple(close_user) if close_user else None
+                )
         elif kind == "room.event":
             close_user = message.get("close_user")
             feed.push_event(
-                Delivery(message["seq"], message.get("actor"), message["text"]),
+                Delivery(
+                    message["seq"],
+                    message.get("actor"),
+                    message["text"],
+                    message.get("skippable", False),
+                    tuple(message.get("concerns", ())),
+                ),
                 tuple(close_user) if close_user else None,
             )
         elif kind == "room.presence":

@@ -25,11 +25,28 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One event on its way to viewers. `seq` is None for connection events (presence)."""
+    """One event on its way to viewers. `seq` is None for connection events (presence).
+    `skippable`: a member's chat line, which a readable feed may leave out, but never
+    for the users in `concerns` (its author, whom it mentions, whom it answers)."""
 
     seq: int | None
     actor: int | None
     text: str
+    skippable: bool = False
+    concerns: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Thinned:
+    """A flush whose member chat was more than people can read: `kept` (in seq order,
+    what the shared `frame` holds, with `last_seq` and `skipped`), and for each user
+    concerned by a skipped line, the lines they get anyway."""
+
+    kept: list[Delivery]
+    frame: Frame
+    skipped: int
+    actors: set[int]
+    for_user: dict[int, list[Delivery]]
 
 
 class FellBehind(Exception):
@@ -42,9 +59,10 @@ class ViewerStream:
     replay) live events wait in the outbox; afterwards each batch is written as it comes,
     less what the viewer already has and what the people it blocked said."""
 
-    __slots__ = ("holding", "outbox", "last_seq", "complete_seq", "owes_complete", "blocked", "queue_max")
+    __slots__ = ("holding", "outbox", "last_seq", "complete_seq", "owes_complete", "blocked", "queue_max", "user_id")
 
-    def __init__(self, *, blocked: set[int], queue_max: int) -> None:
+    def __init__(self, *, blocked: set[int], queue_max: int, user_id: int | None = None) -> None:
+        self.user_id = user_id
         self.holding = True
         self.outbox: list[Delivery] = []
         self.last_seq = 0
@@ -63,9 +81,11 @@ class ViewerStream:
         first_seq: int | None,
         last_seq: int | None,
         dense: bool,
+        thinned: Thinned | None = None,
     ) -> Frame | None:
         """The frame to write for a batch the hub writes (`frame` holds all of
         `deliveries`, in seq order; `dense`: their seqs have no hole), or None.
+        `thinned`: the readable feed of that batch, when it left member lines out.
         Raises FellBehind when a holding viewer's outbox overflows."""
         if self.holding:
             self.outbox.extend(deliveries)
@@ -74,6 +94,8 @@ class ViewerStream:
             return None
         if last_seq is not None and dense and first_seq <= self.complete_seq + 1:
             self.complete_seq = max(self.complete_seq, last_seq)
+        if thinned is not None:
+            return self._thinned_for_me(thinned, last_seq)
         if (
             (first_seq is not None and first_seq <= self.last_seq)
             or (self.blocked and not self.blocked.isdisjoint(actors))
@@ -109,13 +131,33 @@ class ViewerStream:
             self.last_seq = max(self.last_seq, seqs[-1])
         return frame
 
-    def _frame_for_me(self, deliveries: list[Delivery]) -> Frame | None:
+    def _thinned_for_me(self, thinned: Thinned, last_seq: int | None) -> Frame | None:
+        extra = thinned.for_user.get(self.user_id) if self.user_id is not None else None
+        first = thinned.kept[0].seq if thinned.kept else None
+        if (
+            not extra
+            and self.complete_seq == last_seq
+            and not (first is not None and first <= self.last_seq)
+            and not (self.blocked and not self.blocked.isdisjoint(thinned.actors))
+        ):
+            # The shared frame: it vouches for everything up to last_seq, as is true here.
+            frame = thinned.frame if thinned.kept else None
+            # With nothing to send now, the next frame says how far this viewer is complete.
+            self.owes_complete = frame is None
+        else:
+            mine = sorted(thinned.kept + extra, key=_by_seq) if extra else thinned.kept
+            frame = self._frame_for_me(mine, skipped=thinned.skipped - len(extra or ()), withheld=True)
+        if last_seq is not None and last_seq > self.last_seq:
+            self.last_seq = last_seq
+        return frame
+
+    def _frame_for_me(self, deliveries: list[Delivery], *, skipped: int = 0, withheld: bool = False) -> Frame | None:
         """The part of `deliveries` this viewer gets: not what it already has, not what
         its blocked users said. When something was withheld, the frame says up to which
         seq the viewer has everything, so the client does not mistake the hole for loss
         and go back to the log for it."""
         mine = []
-        withheld = self.owes_complete
+        withheld = withheld or self.owes_complete
         for d in deliveries:
             if d.seq is not None and d.seq <= self.last_seq:
                 continue
@@ -129,5 +171,9 @@ class ViewerStream:
             return None
         self.owes_complete = False
         if withheld and self.complete_seq:
-            return Frame(batch_text(mine, complete_to=self.complete_seq))
+            return Frame(batch_text(mine, complete_to=self.complete_seq, skipped=skipped))
         return Frame(batch_text(mine))
+
+
+def _by_seq(delivery: Delivery) -> int:
+    return delivery.seq if delivery.seq is not None else MAX_ID

@@ -55,12 +55,27 @@ def build_event(room_id: int, *, seq: int, event: RoomEventData, actor_id: int |
     return RoomEvent(room_id=room_id, seq=seq, type=event.type, actor_id=actor_id, data=data, created_at=at)
 
 
-def publish_on_commit(event: RoomEvent, *, close_user: tuple[int, int] | None = None) -> None:
+def publish_on_commit(
+    event: RoomEvent,
+    *,
+    close_user: tuple[int, int] | None = None,
+    skippable: bool = False,
+    concerns: tuple[int, ...] = (),
+) -> None:
+    """`skippable`, `concerns`: see realtime.publish_room_event."""
     # Encoded here, once: every process and every viewer forwards this same text.
     text = encode(event.data)
     room_id, seq, actor_id = event.room_id, event.seq, event.actor_id
     transaction.on_commit(
-        lambda: realtime.publish_room_event(room_id, seq=seq, actor_id=actor_id, text=text, close_user=close_user)
+        lambda: realtime.publish_room_event(
+            room_id,
+            seq=seq,
+            actor_id=actor_id,
+            text=text,
+            close_user=close_user,
+            skippable=skippable,
+            concerns=concerns,
+        )
     )
 
 

@@ -217,9 +217,24 @@ def _store_together(batch: list[PreparedMessage]) -> list[Message]:
             for p, m in zip(batch, messages, strict=True)
         ]
     )
-    for row in rows:
-        publish_on_commit(row)
+    for p, row in zip(batch, rows, strict=True):
+        publish_on_commit(row, skippable=_is_member_line(p), concerns=_concerned(p))
     return messages
+
+
+def _is_member_line(prepared: PreparedMessage) -> bool:
+    """A line a feed faster than a person can read may leave out: a member's, not the
+    host team's or staff's."""
+    author = prepared.author_brief
+    return author.get("role") == "member" and not author.get("staff")
+
+
+def _concerned(prepared: PreparedMessage) -> tuple[int, ...]:
+    """Who always gets the line: its author, the people it mentions, whom it answers."""
+    ids = {prepared.author.pk, *(m["id"] for m in prepared.mentions)}
+    if prepared.reply_to is not None and prepared.reply_to.author_id is not None:
+        ids.add(prepared.reply_to.author_id)
+    return tuple(sorted(ids))
 
 
 def do_send_message(

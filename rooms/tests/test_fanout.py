@@ -25,7 +25,7 @@ class Viewer:
         self.conn_id = "stub"
         self.user_id = None
 
-    async def offer(self, deliveries, frame, actors, first_seq, last_seq, dense) -> None:
+    async def offer(self, deliveries, frame, actors, first_seq, last_seq, dense, thinned=None) -> None:
         time.sleep(self.write_seconds)
         self.frames.append([d.seq for d in deliveries])
 

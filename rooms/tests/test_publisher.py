@@ -25,9 +25,13 @@ def test_a_burst_of_room_events_is_one_message_per_room_in_order():
             {
                 "type": "room.events",
                 "room": 1,
-                "events": [[5, 7, '{"seq":5}', None], [6, 7, '{"seq":6}', None], [7, 7, '{"seq":7}', [3, 4000]]],
+                "events": [
+                    [5, 7, '{"seq":5}', None, False, ()],
+                    [6, 7, '{"seq":6}', None, False, ()],
+                    [7, 7, '{"seq":7}', [3, 4000], False, ()],
+                ],
             },
         ),
-        ("room.2", {"type": "room.events", "room": 2, "events": [[9, 7, '{"seq":9}', None]]}),
+        ("room.2", {"type": "room.events", "room": 2, "events": [[9, 7, '{"seq":9}', None, False, ()]]}),
         control,
     ]

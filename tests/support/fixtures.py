@@ -76,7 +76,13 @@ def broadcasts(monkeypatch: pytest.MonkeyPatch) -> Broadcasts:
     original = realtime.publish_room_event
 
     def capture(
-        room_id: int, *, seq: int, actor_id: int | None, text: str, close_user: tuple[int, int] | None = None
+        room_id: int,
+        *,
+        seq: int,
+        actor_id: int | None,
+        text: str,
+        close_user: tuple[int, int] | None = None,
+        **delivery: object,
     ) -> None:
         event = json.loads(text)
         validate_event(event)
@@ -84,7 +90,7 @@ def broadcasts(monkeypatch: pytest.MonkeyPatch) -> Broadcasts:
         assert event["seq"] == seq, f"published with seq={seq} but the text says {event['seq']}: {text}"
         captured.append(event)
         captured.calls.append(Published(room_id, seq, actor_id, text, close_user, event))
-        original(room_id, seq=seq, actor_id=actor_id, text=text, close_user=close_user)
+        original(room_id, seq=seq, actor_id=actor_id, text=text, close_user=close_user, **delivery)
 
     monkeypatch.setattr(realtime, "publish_room_event", capture)
     return captured

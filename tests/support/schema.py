@@ -395,6 +395,10 @@ def _synced(obj: Event, w: str) -> None:
 
 
 def _batch(obj: Event) -> None:
+    if "skipped" in obj:
+        # Contract v1.1 "Readable feeds": how many member messages were left out, up to last_seq.
+        _int(obj["skipped"], "batch.skipped", minimum=1)
+        _int(_field(obj, "last_seq", "batch"), "batch.last_seq", minimum=1)
     events = _field(obj, "events", "batch")
     _check(isinstance(events, list) and events, "batch.events", f"must be a non-empty list, got {_show(events)}")
     previous = 0
