@@ -29,7 +29,9 @@ def setup_django() -> None:
     django.setup()
 
 
-def make(slug: str, senders: int, host: str, sender_prefix: str, live: bool, log_events: int = 0) -> dict:
+def make(
+    slug: str, senders: int, host: str, sender_prefix: str, live: bool, log_events: int = 0, members: bool = False
+) -> dict:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
 
@@ -64,7 +66,7 @@ def make(slug: str, senders: int, host: str, sender_prefix: str, live: bool, log
     for i in range(senders):
         name = f"{sender_prefix}{i}"
         u = user(name)
-        if name not in team:
+        if name not in team and not members:
             # Moderators are exempt from the member send rate limit (5 per 5 s).
             services.do_set_role(room_id=room.pk, username=name, role="moderator")
         s = SessionStore()
@@ -85,9 +87,10 @@ def main(argv=None) -> None:
     p.add_argument("--sender-prefix", default="bench-sender-")
     p.add_argument("--not-live", dest="live", action="store_false")
     p.add_argument("--log-events", type=int, default=0, help="fill the room's log to at least this many events")
+    p.add_argument("--members", action="store_true", help="senders are members, not moderators")
     args = p.parse_args(argv)
     setup_django()
-    out = make(args.slug, args.senders, args.host_user, args.sender_prefix, args.live, args.log_events)
+    out = make(args.slug, args.senders, args.host_user, args.sender_prefix, args.live, args.log_events, args.members)
     print(json.dumps(out))
 
 

@@ -32,6 +32,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import loadgen  # noqa: E402
+import peak as peak_mod  # noqa: E402
 import procstats  # noqa: E402
 import syncstorm  # noqa: E402
 from loadgen import LoadConfig  # noqa: E402
@@ -76,6 +77,16 @@ PRESETS: dict[str, dict] = {
         help="20 guests asking for a 1,200-event replay 10 times a second each, 20 s: a bystander's ping",
         load=dict(viewers=0, senders=1, rate=0, duration=20),
         storm=dict(guests=20, per_second=10, log_events=1200),
+    ),
+    "peak": dict(
+        help="300 viewers; 2,100 msg/s from 100 members for 20 s (3x capacity), a recovery probe, then 50 msg/s",
+        load=dict(viewers=300, senders=100, rate=2100, duration=20, warmup=2, ramp=200, drain=5),
+        peak=dict(burst_rate=2100, probe_seconds=20, after_rate=50),
+        # Members, not the host team (whom admission never sheds), with limits raised so
+        # that only the room's capacity refuses them.
+        members=True,
+        server_env=["CHAT_SEND_BURST_COUNT=100000", "CHAT_SEND_SUSTAINED_COUNT=100000",
+                    "CHAT_COMMANDS_PER_SECOND=100", "CHAT_COMMANDS_BURST=200"],
     ),
     "ceiling": dict(
         help="the generator's own ceiling against bench/fanout_server.py (use with --server fanout)",
@@ -174,9 +185,9 @@ def migrate(env: dict) -> None:
         raise SystemExit(f"migrate failed:\n{r.stdout}\n{r.stderr}")
 
 
-def make_fixtures(env: dict, slug: str, senders: int, log_events: int = 0) -> dict:
+def make_fixtures(env: dict, slug: str, senders: int, log_events: int = 0, members: bool = False) -> dict:
     r = subprocess.run([PYTHON, os.path.join(HERE, "fixtures.py"), "--slug", slug, "--senders", str(senders),
-                        "--log-events", str(log_events)],
+                        "--log-events", str(log_events), *(["--members"] if members else [])],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if r.returncode:
         raise SystemExit(f"fixtures failed:\n{r.stdout}\n{r.stderr}")
@@ -328,6 +339,25 @@ async def search(base: LoadConfig, probe, args, spec: dict) -> dict:
     }
 
 
+async def peak(base: LoadConfig, probe, args, spec: dict, port: int) -> dict:
+    """A burst at several times the room's capacity, a recovery probe right after it,
+    then an ordinary load: is nothing lost, is every send answered, and how soon is the
+    room usable again?"""
+    gen = loadgen.Generator(base, probe)
+    async with gen.session():
+        await gen.ensure_senders(base.senders)
+        await _quiet(args)
+        burst = await gen.step(rate=spec["burst_rate"], senders=base.senders, label=f"{base.label} burst")
+        print(loadgen.format_table(burst), file=sys.stderr)
+        cookie = f"{base.cookie_name}={base.sessions[-1]}"
+        probed = await peak_mod.recovery_probe(
+            f"{base.url}/ws/rooms/{base.room}/", f"http://127.0.0.1:{port}", cookie, seconds=spec["probe_seconds"]
+        )
+        print(peak_mod.format_probe(probed), file=sys.stderr)
+        after = await gen.step(rate=spec["after_rate"], senders=base.senders, label=f"{base.label} after")
+    return {"peak": probed, "steps": [burst, after]}
+
+
 async def sweep(base: LoadConfig, probe, args, spec: dict) -> dict:
     steps = []
     rates = [float(x) for x in args.sweep.split(",")] if args.sweep else spec["rates"]
@@ -413,6 +443,7 @@ def main(argv=None) -> None:
     loop_kind = loadgen.install_loop(args.loop)
 
     server = None
+    args.server_env = preset.get("server_env", []) + args.server_env
     env = server_env(args)
     search_spec = preset.get("search")
     sweep_spec = preset.get("sweep") or ({"rates": []} if args.sweep else None)
@@ -446,7 +477,9 @@ def main(argv=None) -> None:
                 ensure_database(args.database_url)
                 migrate(env)
             slug = args.room or f"bench-{label}-{stamp}".lower().replace(".", "-")[:64]
-            fx = make_fixtures(env, slug, max_senders, preset.get("storm", {}).get("log_events", 0))
+            # One more session than senders: the peak preset's recovery probe signs in with it.
+            fx = make_fixtures(env, slug, max_senders + 1, preset.get("storm", {}).get("log_events", 0),
+                               members=preset.get("members", False))
             base.room = fx["slug"]
             base.sessions = fx["sessions"]
         if not args.url:
@@ -462,8 +495,11 @@ def main(argv=None) -> None:
             profiler = _start_profiler(pid, base, args, label, kind, stamp)
 
         storm_spec = preset.get("storm")
+        peak_spec = preset.get("peak")
 
         async def go():
+            if peak_spec:
+                return await peak(base, probe, args, peak_spec, port)
             if storm_spec:
                 return await syncstorm.run_storm(
                     f"{base.url}/ws/rooms/{base.room}/", f"http://127.0.0.1:{port}", guests=storm_spec["guests"],
@@ -501,6 +537,12 @@ def main(argv=None) -> None:
     with open(path, "w") as fh:
         json.dump(out, fh, indent=2)
 
+    if "peak" in out:
+        for step in out["steps"]:
+            print(loadgen.format_table(step))
+        print(peak_mod.format_probe(out["peak"]))
+        print(f"\nreport: {os.path.relpath(path, ROOT)}")
+        return
     if "storm" in out:
         print(syncstorm.format_storm(out))
         print(f"\nreport: {os.path.relpath(path, ROOT)}")
