@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from rooms.dbpaths import writes
+from rooms.delivery.lag import loop_lag
 from rooms.errors import Busy
 from rooms.models import Message
 from rooms.services.messages import SendRequest, check_send_messages
@@ -70,7 +71,10 @@ class RoomWriter:
         `priority`: a send of the host team or staff, never refused as busy."""
         if not priority:
             self.offered += 1
-            wait = self.queued_seconds + self.send_seconds - settings.CHAT_ADMISSION_MS / 1000
+            admission = settings.CHAT_ADMISSION_MS / 1000
+            # What this send would wait: the room's queued writes, or the whole process
+            # running behind (then even its answer would be late).
+            wait = max(self.queued_seconds + self.send_seconds, loop_lag()) - admission
             if wait > 0:
                 self.refused += 1
                 raise Busy(

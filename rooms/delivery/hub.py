@@ -24,6 +24,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import realtime
+from rooms.delivery import lag
 from rooms.delivery.stream import Delivery, Frame, Thinned
 from rooms.presence import Entry, PresenceTracker
 from rooms.protocol import batch_text
@@ -230,6 +231,7 @@ class Hub:
         self.loop = asyncio.get_running_loop()
         # Services' publishes from the database thread go out through this loop.
         self.publisher = realtime.start_publisher()
+        lag.start_watch()
         self.feeds: dict[int, RoomFeed] = {}
         self.channel: str | None = None
         self.presence = PresenceTracker(self._viewers_by_room)
@@ -360,6 +362,7 @@ class Hub:
         """Cancel what this hub runs: its loop is about to close (a test's, at its end)."""
         tasks = [self._receiver, self._retrier, *self._tasks, *self.presence.tasks(), self.publisher.task]
         tasks = [t for t in tasks if t is not None and not t.done()]
+        lag.stop_watch()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -147,3 +147,31 @@ async def test_the_cost_of_a_send_follows_the_writes(monkeypatch, settings):
         await writer.send(send(body), priority=True)
 
     assert writer.send_seconds < 10.0 * (1 - writer_module.COST_SMOOTHING) ** 7
+
+
+async def test_a_member_send_is_busy_while_the_process_runs_behind(monkeypatch, settings):
+    settings.CHAT_ADMISSION_MS = 250
+    writes = recording(monkeypatch)
+    monkeypatch.setattr(writer_module, "loop_lag", lambda: 0.4)
+    writer = RoomWriter(1)
+
+    with pytest.raises(Busy):
+        await writer.send(send("member"))
+    assert await writer.send(send("team"), priority=True) == "stored team"
+    assert writes == [["team"]]
+
+
+async def test_the_loop_watch_sees_a_loop_that_was_blocked():
+    import time
+
+    from rooms.delivery import lag
+
+    lag.start_watch()
+    try:
+        for _ in range(4):
+            time.sleep(0.4)  # the loop is held again and again: the watch wakes up late
+            await asyncio.sleep(0)
+        assert lag.loop_lag() >= 0.25
+    finally:
+        lag.stop_watch()
+    assert lag.loop_lag() == 0.0
