@@ -4,15 +4,19 @@ Moderation's commands come through rooms.extensions."""
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 
 from rooms import selectors, services
 from rooms.dbpaths import reads, writes
 from rooms.delivery import welcome
-from rooms.errors import RateLimited
+from rooms.errors import Busy, ChatError, RateLimited
 from rooms.permissions import is_team
 from rooms.protocol import Command, batch_text, frames
 from rooms.writer import get_writer
+
+logger = logging.getLogger(__name__)
 
 
 async def ping(conn, command: Command) -> str:
@@ -20,14 +24,40 @@ async def ping(conn, command: Command) -> str:
     return frames.pong(ts=command.args["ts"], last_seq=last_seq, client_id=command.client_id)
 
 
-async def send(conn, command: Command) -> str:
+# Sends of one connection waiting to be stored at once; past this a member's next send is
+# answered busy (the writer refuses the rest of what it cannot store in time anyway).
+SENDS_IN_FLIGHT_MAX = 8
+
+
+async def send(conn, command: Command) -> None:
+    """Hand the line to the room's writer and go on reading the connection: the ack (or
+    error) follows when it is stored. Waiting for it here would leave the connection's
+    next frames queued unread behind every write, where no admission sees them."""
     request = services.SendRequest(
         conn.user, command.args["body"], reply_to_id=command.args["reply_to"], client_id=command.client_id
     )
     # The host team's and staff's lines go first and are never refused as busy.
     priority = is_team(conn.me["role"]) or bool(conn.me.get("staff"))
-    message = await get_writer(conn.room_id).send(request, priority=priority)
-    return frames.ack(command.client_id, id=message.pk, seq=message.seq)
+    if not priority and conn.sends_in_flight >= SENDS_IN_FLIGHT_MAX:
+        raise Busy("You have messages still being sent; wait for them first.", retry_after=1.0)
+    conn.sends_in_flight += 1
+    conn.spawn(_store_and_answer(conn, request, priority=priority, client_id=command.client_id))
+    return None
+
+
+async def _store_and_answer(conn, request: services.SendRequest, *, priority: bool, client_id: str | None) -> None:
+    try:
+        message = await get_writer(conn.room_id).send(request, priority=priority)
+        reply = frames.ack(client_id, id=message.pk, seq=message.seq)
+    except ChatError as exc:
+        reply = frames.error(exc.code, exc.detail, client_id=client_id, retry_after=exc.retry_after)
+    except Exception:
+        logger.exception("Storing a message failed")
+        reply = frames.error("server_error", "Something went wrong; try again.", client_id=client_id)
+    finally:
+        conn.sends_in_flight -= 1
+    if not conn.closed:
+        await conn.send(text_data=reply)
 
 
 async def sync(conn, command: Command) -> str | None:

@@ -13,6 +13,7 @@ each answers with one reply frame.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -65,6 +66,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room_id: int | None = None
         self.closed = False
         self.limit_keys: list[str] = []
+        self.sends_in_flight = 0
+        self._tasks: set[asyncio.Task] = set()
         self.transport = transport_for(self.base_send)
         after, after_bad = _parse_after(self.scope.get("query_string", b""))
         state = await reads(welcome.viewer_state)(self.scope["url_route"]["kwargs"]["slug"], self.user)
@@ -120,8 +123,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.limit_keys = [key for key, _ in limits]
         return True
 
+    def spawn(self, coro) -> None:
+        """Run a command's work beside the reading of the connection (sends being stored)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        # Sends on their way are stored or refused as usual; their answers go nowhere.
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.limit_keys:
             try:
                 await get_presence().release(self.conn_id, self.limit_keys)
