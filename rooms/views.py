@@ -84,7 +84,18 @@ def room_events(request: HttpRequest, slug: str) -> JsonResponse:
     except ValueError as exc:
         return JsonResponse({"error": {"code": "bad_request", "detail": str(exc)}}, status=400)
     history = selectors.room_history(room.pk, after=after, blocked=selectors.viewer_blocks(request.user), limit=limit)
-    return JsonResponse({"events": history.events, "last_seq": history.last_seq, "has_more": history.truncated})
+    return JsonResponse(
+        {
+            "events": history.events,
+            "last_seq": history.last_seq,
+            # Page on after the last event while this is true.
+            "has_more": history.more,
+            # As in the socket's welcome: the events do not hold everything after `after`,
+            # a page ran out or retention deleted the log up to `pruned_through`.
+            "history_truncated": history.truncated,
+            "pruned_through": history.pruned_through,
+        }
+    )
 
 
 def _int_param(request: HttpRequest, name: str, *, default: int, low: int, high: int) -> int:

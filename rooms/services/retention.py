@@ -1,0 +1,111 @@
+"""What the room log keeps: pruning old events.
+
+Pruning deletes a room's log from its start up to a seq (`Room.pruned_through`, the
+floor) and the chat messages those events carry. It keeps what is not chat: tips and
+the wallet ledger (a balance is the sum of its ledger), notices, and the moderation
+audit log, which have no retention of their own here.
+
+The floor is raised, in its own short transaction, before anything is deleted, and
+every reader of the log (rooms.selectors) starts after it: a pruning that is still
+deleting, or that died half way, is never visible as a log with holes. Deletion then
+goes in chunks, one transaction each, so a big first pruning never holds a room's row
+lock (which every send takes) or a huge transaction; a later run deletes whatever an
+interrupted one left below the floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from rooms.errors import BadRequest
+from rooms.models import Message, Room, RoomEvent
+
+# The oldest cut-off a pruning may ask for is a day: anything shorter would take the
+# chat of rooms that are live right now.
+PRUNE_MIN_DAYS = 1
+PRUNE_MAX_DAYS = 36_500
+# Rows deleted per transaction.
+PRUNE_CHUNK = 2000
+
+@dataclass(frozen=True)
+class RoomPruning:
+    """What a pruning did (or, dry, would do) to one room."""
+
+    room_id: int
+    slug: str
+    # The room's floor before and after: events up to `pruned_through` are gone.
+    previous_floor: int
+    pruned_through: int
+    events: int
+    messages: int
+
+
+def check_prune_days(days: Any) -> int:
+    """The retention in whole days, or BadRequest with the sentence to show."""
+    if isinstance(days, bool) or not isinstance(days, int) or not PRUNE_MIN_DAYS <= days <= PRUNE_MAX_DAYS:
+        raise BadRequest(
+            f"The age must be a whole number of days from {PRUNE_MIN_DAYS} to {PRUNE_MAX_DAYS}, not {days!r}."
+        )
+    return days
+
+
+def do_prune_events(*, older_than_days: int, room_id: int | None = None, dry_run: bool = False) -> list[RoomPruning]:
+    """Delete, per room (every room, or `room_id`'s), the log events stored more than
+    `older_than_days` days ago and the messages they carry, and raise the room's floor.
+
+    Only a run of the log from its start goes: the floor is the highest seq stored
+    before the cut-off, and everything up to it is deleted, so the log stays one
+    unbroken run of seqs after the floor. `dry_run` counts and changes nothing.
+    Returns the rooms whose log was (or would be) shortened, by room id.
+    """
+    cutoff = timezone.now() - timedelta(days=check_prune_days(older_than_days))
+    rooms = Room.objects.order_by("pk")
+    if room_id is not None:
+        rooms = rooms.filter(pk=room_id)
+    report = []
+    for pk, slug, floor in rooms.values_list("pk", "slug", "pruned_through"):
+        newest_old = RoomEvent.objects.filter(room_id=pk, seq__gt=floor, created_at__lt=cutoff).aggregate(
+            seq=Max("seq")
+        )["seq"]
+        target = max(floor, newest_old or 0)
+        if dry_run:
+            events = RoomEvent.objects.filter(room_id=pk, seq__lte=target).count()
+            messages = Message.objects.filter(room_id=pk, seq__lte=target).count()
+        else:
+            if target > floor:
+                # Never lowered: a concurrent run with a shorter retention may be ahead.
+                Room.objects.filter(pk=pk).update(pruned_through=Greatest("pruned_through", target))
+            target = Room.objects.filter(pk=pk).values_list("pruned_through", flat=True).get()
+            events = _delete_in_chunks(RoomEvent, room_id=pk, through=target)
+            messages = _delete_in_chunks(Message, room_id=pk, through=target)
+        if events or messages or target > floor:
+            report.append(
+                RoomPruning(
+                    room_id=pk, slug=slug, previous_floor=floor, pruned_through=target, events=events, messages=messages
+                )
+            )
+    return report
+
+
+def _delete_in_chunks(model, *, room_id: int, through: int) -> int:
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                model.objects.filter(room_id=room_id, seq__lte=through)
+                .order_by("seq")
+                .values_list("pk", flat=True)[:PRUNE_CHUNK]
+            )
+            if not ids:
+                return deleted
+            # Through the ORM, for on_delete: replies to a pruned message keep their own
+            # stored quote, and their reply_to becomes null.
+            _, per_model = model.objects.filter(pk__in=ids).delete()
+            deleted += per_model.get(model._meta.label, 0)
