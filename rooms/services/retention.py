@@ -1,4 +1,4 @@
-"""What the room log keeps: pruning old events.
+"""What the room log keeps: pruning old events, and forgetting a deleted user's name.
 
 Pruning deletes a room's log from its start up to a seq (`Room.pruned_through`, the
 floor) and the chat messages those events carry. It keeps what is not chat: tips and
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Max
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -33,6 +34,10 @@ PRUNE_MIN_DAYS = 1
 PRUNE_MAX_DAYS = 36_500
 # Rows deleted per transaction.
 PRUNE_CHUNK = 2000
+
+# What stored events show instead of the name of a user whose account was deleted.
+DELETED_USER_NAME = "deleted user"
+
 
 @dataclass(frozen=True)
 class RoomPruning:
@@ -109,3 +114,59 @@ def _delete_in_chunks(model, *, room_id: int, through: int) -> int:
             # stored quote, and their reply_to becomes null.
             _, per_model = model.objects.filter(pk__in=ids).delete()
             deleted += per_model.get(model._meta.label, 0)
+
+
+@transaction.atomic
+def do_forget_user_names(user_id: int) -> int:
+    """Replace the name of user `user_id` with DELETED_USER_NAME wherever the stored log
+    shows them (message authors, mentions, reply quotes, tips' `from`, moderation
+    targets and actors, notices' and deletions' `by`); ids stay, so clients still tell
+    one person's lines apart. Runs in the transaction that deletes the user (the
+    pre_delete receiver in rooms.signals), so a delete that fails keeps the names.
+
+    Returns how many events changed. It reads the whole log once: user-shaped objects
+    sit at several places in an event, and an index for them would cost every send.
+    """
+    changed = []
+    candidates = RoomEvent.objects.filter(_shows_user(user_id)).select_for_update().order_by("pk")
+    for event in candidates.iterator(chunk_size=500):
+        if _blank_user(event.data, user_id):
+            changed.append(event)
+    RoomEvent.objects.bulk_update(changed, ["data"], batch_size=500)
+    return len(changed)
+
+
+def _shows_user(user_id: int) -> Q:
+    """Events that may show the user: a superset, narrowed by _blank_user."""
+    shown = Q(actor_id=user_id)
+    for path in ("author", "by", "from", "target", "reply_to__author"):
+        shown |= Q(**{f"data__{path}__id": user_id})
+    if connection.vendor == "postgresql":
+        shown |= Q(data__mentions__contains=[{"id": user_id}])
+    else:
+        # SQLite has no JSON containment: look through the list with json_each.
+        table = connection.ops.quote_name(RoomEvent._meta.db_table)
+        shown |= Q(
+            pk__in=RawSQL(
+                f"SELECT e.id FROM {table} e, json_each(e.data, '$.mentions') m"
+                " WHERE json_extract(m.value, '$.id') = %s",
+                [user_id],
+            )
+        )
+    return shown
+
+
+def _blank_user(value: Any, user_id: int) -> bool:
+    """Blank the name in every user object ({id, name, role, ...}) of `user_id` inside
+    `value`, in place; True if anything changed."""
+    changed = False
+    if isinstance(value, dict):
+        if value.get("id") == user_id and "name" in value and "role" in value and value["name"] != DELETED_USER_NAME:
+            value["name"] = DELETED_USER_NAME
+            changed = True
+        for item in value.values():
+            changed = _blank_user(item, user_id) or changed
+    elif isinstance(value, list):
+        for item in value:
+            changed = _blank_user(item, user_id) or changed
+    return changed
