@@ -81,15 +81,14 @@ def do_prune_events(*, older_than_days: int, room_id: int | None = None, dry_run
         )["seq"]
         target = max(floor, newest_old or 0)
         if dry_run:
-            events = RoomEvent.objects.filter(room_id=pk, seq__lte=target).count()
-            messages = Message.objects.filter(room_id=pk, seq__lte=target).count()
+            below = RoomEvent.objects.filter(room_id=pk, seq__lte=target)
+            events, messages = below.count(), below.filter(type="message").count()
         else:
             if target > floor:
                 # Never lowered: a concurrent run with a shorter retention may be ahead.
                 Room.objects.filter(pk=pk).update(pruned_through=Greatest("pruned_through", target))
             target = Room.objects.filter(pk=pk).values_list("pruned_through", flat=True).get()
-            events = _delete_in_chunks(RoomEvent, room_id=pk, through=target)
-            messages = _delete_in_chunks(Message, room_id=pk, through=target)
+            events, messages = _delete_through(pk, target)
         if events or messages or target > floor:
             report.append(
                 RoomPruning(
@@ -99,21 +98,25 @@ def do_prune_events(*, older_than_days: int, room_id: int | None = None, dry_run
     return report
 
 
-def _delete_in_chunks(model, *, room_id: int, through: int) -> int:
-    deleted = 0
+def _delete_through(room_id: int, through: int) -> tuple[int, int]:
+    """Delete the room's events up to seq `through` and the messages they carry, a chunk
+    per transaction, walking the log's (room, seq) index. Returns (events, messages)."""
+    events = messages = 0
     while True:
         with transaction.atomic():
-            ids = list(
-                model.objects.filter(room_id=room_id, seq__lte=through)
+            chunk = list(
+                RoomEvent.objects.filter(room_id=room_id, seq__lte=through)
                 .order_by("seq")
-                .values_list("pk", flat=True)[:PRUNE_CHUNK]
+                .values_list("pk", "type", "data__id")[:PRUNE_CHUNK]
             )
-            if not ids:
-                return deleted
-            # Through the ORM, for on_delete: replies to a pruned message keep their own
-            # stored quote, and their reply_to becomes null.
-            _, per_model = model.objects.filter(pk__in=ids).delete()
-            deleted += per_model.get(model._meta.label, 0)
+            if not chunk:
+                return events, messages
+            message_ids = [carried for _, kind, carried in chunk if kind == "message" and carried is not None]
+            # Through the ORM, for on_delete: a reply to a pruned message keeps its own
+            # stored quote, and its reply_to becomes null.
+            _, per_model = Message.objects.filter(room_id=room_id, pk__in=message_ids).delete()
+            messages += per_model.get(Message._meta.label, 0)
+            events += RoomEvent.objects.filter(pk__in=[pk for pk, _, _ in chunk]).delete()[0]
 
 
 @transaction.atomic
