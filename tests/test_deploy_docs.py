@@ -10,7 +10,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DOC = REPO_ROOT / "docs" / "deploy.md"
 SETTINGS = REPO_ROOT / "chatsite" / "settings.py"
-# The settings module's helpers; each takes the variable's name first.
+# What settings.py reads the environment with; each takes the variable's name first.
 ENV_READERS = {"env_str", "env_bool", "env_int", "env_list", "getenv", "get"}
 
 
@@ -18,7 +18,7 @@ def variables_read_by_settings() -> set[str]:
     """Names of the environment variables settings.py reads, from its syntax tree. A read
     whose name is not a literal fails here: the table could not be checked."""
     names: set[str] = set()
-    # The helpers' own bodies read `name`: what matters is what they are called with.
+    # The env_* functions' own bodies read `name`: what matters is what they are called with.
     statements = [
         statement
         for statement in ast.parse(SETTINGS.read_text()).body
