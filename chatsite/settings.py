@@ -214,15 +214,50 @@ if HTTPS:
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+# Health checks come from the proxy or a monitor straight to daphne, over plain HTTP
+# without X-Forwarded-Proto: they get their answer, not a redirect to https.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^livez$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "WARNING").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}")
+# One JSON object per line, for log shippers; otherwise one line of text per record.
+LOG_JSON = env_bool("CHATSITE_LOG_JSON", False)
+# While Redis is down, one traceback per logger and message per this many seconds; 0: all.
+LOG_REDIS_ERRORS_EVERY_SECONDS = env_int("CHATSITE_LOG_REDIS_ERRORS_EVERY_SECONDS", 60)
+# chatsite.logging.configure applies LOGGING and also takes over daphne's and Twisted's
+# logs, which daphne sets up before Django starts; see that module.
+LOGGING_CONFIG = "chatsite.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "WARNING")},
+    "formatters": {
+        "text": {"()": "chatsite.logging.TextFormatter"},
+        "json": {"()": "chatsite.logging.JsonFormatter"},
+    },
+    "filters": {
+        "redis_errors": {"()": "chatsite.logging.RedisErrorThrottle", "seconds": LOG_REDIS_ERRORS_EVERY_SECONDS},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_JSON else "text",
+            "filters": ["redis_errors"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's defaults give these handlers of their own (a plain console one when
+        # DEBUG is on): everything goes through the root's instead, in one format.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        # Where it listens at start-up and what it dropped at shutdown; the rest of
+        # daphne's INFO and DEBUG lines are per request.
+        "daphne": {"level": "INFO" if LOG_LEVEL in ("WARNING", "ERROR", "CRITICAL") else LOG_LEVEL},
+    },
 }
 
 # Chat limits (PROTOCOL.md "Default limits").

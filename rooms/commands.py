@@ -79,7 +79,9 @@ async def sync(conn, command: Command) -> str | None:
         raise
     if replay.texts:
         await conn.base_send({"type": "websocket.send", "text": batch_text(replay.texts)})
-    synced = frames.synced(last_seq=replay.last_seq, truncated=replay.truncated, client_id=command.client_id)
+    synced = frames.synced(
+        last_seq=replay.last_seq, truncated=replay.truncated, client_id=command.client_id, pruned=replay.pruned
+    )
     if not replay.truncated:
         # Before the live events that waited: they come after the replay's end.
         await conn.send(text_data=synced)

@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Room(models.Model):
@@ -15,6 +15,10 @@ class Room(models.Model):
     # Highest seq handed out in this room's event log. Incremented under the row lock in
     # the same transaction as the event insert, which is what makes seq gapless.
     last_seq = models.BigIntegerField(default=0)
+    # Every event up to this seq was deleted by retention (prune_events): a resume from
+    # before it cannot be complete, and readers never show what is left of a pruning in
+    # progress. Raised before anything is deleted; never lowered.
+    pruned_through = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -23,6 +27,9 @@ class Room(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(slow_mode_seconds__lte=120), name="room_slow_mode_at_most_120"),
             models.CheckConstraint(condition=Q(last_seq__gte=0), name="room_last_seq_non_negative"),
+            models.CheckConstraint(
+                condition=Q(pruned_through__gte=0, pruned_through__lte=F("last_seq")), name="room_pruned_within_log"
+            ),
         ]
 
     def __str__(self) -> str:

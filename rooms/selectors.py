@@ -91,33 +91,58 @@ class History:
     # The seq the history is complete up to: every event up to it is either in `events`
     # or hidden from this viewer. Live delivery continues after it.
     last_seq: int
-    truncated: bool
+    # More events follow `events` than the page held: page on from the last of them.
+    more: bool
+    # Events after the requested `after` were deleted by retention: the log now starts
+    # after `pruned_through`, and `events` starts there.
+    pruned: bool
+    pruned_through: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """`history_truncated`: the events do not hold everything after the `after`
+        asked for, whether a page ran out or retention deleted the start."""
+        return self.more or self.pruned
 
 
-def _visible_log(room_id: int, blocked: set[int]) -> tuple[QuerySet, int]:
-    """The room's events one viewer may see, up to the head, and the head's seq."""
+@dataclass(frozen=True)
+class _Log:
+    events: QuerySet
+    last_seq: int
+    pruned_through: int
+
+
+def _visible_log(room_id: int, blocked: set[int]) -> _Log:
+    """The room's events one viewer may see, between the retention floor and the head."""
     # Read the head first: everything up to it is committed, and later events reach the
     # viewer live (it subscribed before calling this).
-    last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
-    events = RoomEvent.objects.filter(room_id=room_id, seq__lte=last_seq)
+    last_seq, pruned_through = Room.objects.filter(pk=room_id).values_list("last_seq", "pruned_through").get()
+    # The floor hides what a pruning still in progress has not deleted yet, so every
+    # reader sees the log start at the same place.
+    events = RoomEvent.objects.filter(room_id=room_id, seq__gt=pruned_through, seq__lte=last_seq)
     if blocked:
         events = events.exclude(actor_id__in=blocked)
-    return events, last_seq
+    return _Log(events=events, last_seq=last_seq, pruned_through=pruned_through)
 
 
 def room_history(room_id: int, *, after: int | None, blocked: set[int], limit: int | None = None) -> History:
     """The log as one viewer sees it: the latest events on a first visit (`after` None),
     otherwise every event after `after`, oldest first."""
-    events, last_seq = _visible_log(room_id, blocked)
+    log = _visible_log(room_id, blocked)
     if after is None:
         limit = limit or settings.CHAT_HISTORY_FIRST_VISIT
-        rows = list(events.order_by("-seq").values_list("data", flat=True)[:limit])
+        rows = list(log.events.order_by("-seq").values_list("data", flat=True)[:limit])
         rows.reverse()
-        return History(events=rows, last_seq=last_seq, truncated=False)
+        return History(events=rows, last_seq=log.last_seq, more=False, pruned=False, pruned_through=log.pruned_through)
     limit = limit or settings.CHAT_HISTORY_RESUME_MAX
-    rows = list(events.filter(seq__gt=after).order_by("seq").values_list("data", flat=True)[: limit + 1])
-    truncated = len(rows) > limit
-    return History(events=rows[:limit], last_seq=last_seq, truncated=truncated)
+    rows = list(log.events.filter(seq__gt=after).order_by("seq").values_list("data", flat=True)[: limit + 1])
+    return History(
+        events=rows[:limit],
+        last_seq=log.last_seq,
+        more=len(rows) > limit,
+        pruned=after < log.pruned_through,
+        pruned_through=log.pruned_through,
+    )
 
 
 @dataclass(frozen=True)
@@ -128,23 +153,30 @@ class Replay:
     # The viewer has everything up to this seq once it has these events: the head, or
     # the last event of a truncated page.
     last_seq: int
+    # More pages follow: ask again after `last_seq`.
     truncated: bool
+    # Events after the requested `after` were deleted by retention; the page starts after
+    # the floor. Not a reason to ask again: nothing older will come.
+    pruned: bool = False
 
 
 def room_replay(room_id: int, *, after: int, blocked: set[int], limit: int) -> Replay:
     """Every event after `after` that the viewer may see, oldest first, at most `limit`,
     each as the database holds its JSON: forwarded as it is, never decoded and encoded
     again (a catch-up of thousands of events would cost the process seconds of CPU)."""
-    events, last_seq = _visible_log(room_id, blocked)
+    log = _visible_log(room_id, blocked)
+    pruned = after < log.pruned_through
     rows = list(
-        events.filter(seq__gt=after)
+        log.events.filter(seq__gt=after)
         .order_by("seq")
         .annotate(text=Cast("data", TextField()))
         .values_list("seq", "text")[: limit + 1]
     )
     if len(rows) > limit:
-        return Replay(texts=[text for _, text in rows[:limit]], last_seq=rows[limit - 1][0], truncated=True)
-    return Replay(texts=[text for _, text in rows], last_seq=last_seq, truncated=False)
+        return Replay(
+            texts=[text for _, text in rows[:limit]], last_seq=rows[limit - 1][0], truncated=True, pruned=pruned
+        )
+    return Replay(texts=[text for _, text in rows], last_seq=log.last_seq, truncated=False, pruned=pruned)
 
 
 def viewer_blocks(user) -> set[int]:

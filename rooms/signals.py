@@ -22,6 +22,7 @@ from django.dispatch import receiver
 
 from rooms import realtime
 from rooms.models import Membership
+from rooms.services.retention import do_forget_user_names
 
 User = get_user_model()
 
@@ -141,3 +142,9 @@ def group_or_permission_deleted(sender, instance, **kwargs):
 def room_role_changed(sender, instance, raw=False, **kwargs):
     if not raw:
         _refresh_on_commit([instance.user_id])
+
+
+@receiver(pre_delete, sender=User)
+def forget_deleted_user(sender, instance, **kwargs):
+    # In the deleting transaction: if the delete fails, the names come back with it.
+    do_forget_user_names(instance.pk)

@@ -1,7 +1,8 @@
-"""HTTP adapters: pages, the events API and the health check."""
+"""HTTP adapters: pages, the events API and the health checks."""
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
@@ -81,7 +82,18 @@ def room_events(request: HttpRequest, slug: str) -> JsonResponse:
     except ValueError as exc:
         return json_error("bad_request", str(exc), 400)
     history = selectors.room_history(room.pk, after=after, blocked=selectors.viewer_blocks(request.user), limit=limit)
-    return JsonResponse({"events": history.events, "last_seq": history.last_seq, "has_more": history.truncated})
+    return JsonResponse(
+        {
+            "events": history.events,
+            "last_seq": history.last_seq,
+            # Page on after the last event while this is true.
+            "has_more": history.more,
+            # As in the socket's welcome: the events do not hold everything after `after`,
+            # a page ran out or retention deleted the log up to `pruned_through`.
+            "history_truncated": history.truncated,
+            "pruned_through": history.pruned_through,
+        }
+    )
 
 
 def _int_param(request: HttpRequest, name: str, *, default: int, low: int, high: int) -> int:
@@ -112,25 +124,71 @@ def room_leaderboard(request: HttpRequest, slug: str) -> JsonResponse:
     return JsonResponse(selectors.leaderboard(room))
 
 
-@never_cache
-def healthz(request: HttpRequest) -> JsonResponse:
-    status = {"status": "ok", "database": "ok", "redis": "disabled"}
+# Health. Three probes for three jobs (docs/deploy.md, "Health checks"):
+# - /healthz (the contract in PROTOCOL.md): the database and Redis both answer; 503 if
+#   either does not. For monitoring and alerts.
+# - /readyz: may this process take traffic? 200 while its database answers, even with
+#   Redis down: Redis is shared by every process, so failing on it would take them all
+#   out of the proxy's pool at once, while each can still serve pages, history and the
+#   events API. For the proxy's or load balancer's health check.
+# - /livez: the process answers HTTP at all; no dependencies. For a supervisor that
+#   restarts hung processes.
+# Async, so that a Redis that does not answer holds up only the probe, not the thread
+# every database call of the process goes through.
+
+REDIS_PROBE_TIMEOUT_SECONDS = 1.0
+
+
+def _database_answers() -> bool:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception:
-        status["database"] = "error"
-    if settings.REDIS_URL:
-        import redis
+    except Exception:  # any failure means "not answering", whatever the driver raises
+        return False
+    return True
 
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.ping()
-            status["redis"] = "ok"
-        except Exception:
-            status["redis"] = "error"
-        finally:
-            client.close()
-    healthy = status["database"] == "ok" and status["redis"] in ("ok", "disabled")
-    status["status"] = "ok" if healthy else "degraded"
-    return JsonResponse(status, status=200 if healthy else 503)
+
+async def _redis_state() -> str:
+    if not settings.REDIS_URL:
+        return "disabled"
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=REDIS_PROBE_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_PROBE_TIMEOUT_SECONDS,
+    )
+    try:
+        await client.ping()
+    except Exception:  # down, refusing, timing out or misconfigured: all "error"
+        return "error"
+    finally:
+        await client.aclose()
+    return "ok"
+
+
+async def _dependencies() -> dict[str, str]:
+    database = "ok" if await sync_to_async(_database_answers)() else "error"
+    redis = await _redis_state()
+    healthy = database == "ok" and redis in ("ok", "disabled")
+    return {"status": "ok" if healthy else "degraded", "database": database, "redis": redis}
+
+
+@never_cache
+@require_GET
+async def healthz(request: HttpRequest) -> JsonResponse:
+    status = await _dependencies()
+    return JsonResponse(status, status=200 if status["status"] == "ok" else 503)
+
+
+@never_cache
+@require_GET
+async def readyz(request: HttpRequest) -> JsonResponse:
+    status = await _dependencies()
+    return JsonResponse(status, status=200 if status["database"] == "ok" else 503)
+
+
+@never_cache
+@require_GET
+async def livez(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})

@@ -103,10 +103,14 @@ def pong(*, ts: Any, last_seq: int, client_id: str | None) -> str:
     return encode(_with_client_id({"type": "pong", "ts": ts, "last_seq": last_seq}, client_id))
 
 
-def synced(*, last_seq: int, truncated: bool, client_id: str | None) -> str:
+def synced(*, last_seq: int, truncated: bool, client_id: str | None, pruned: bool = False) -> str:
+    """`pruned`: retention deleted events the client asked for; what it got starts after
+    them (as `history_truncated` says in a welcome)."""
     frame: dict[str, Any] = {"type": "synced", "last_seq": last_seq}
     if truncated:
         frame["truncated"] = True
+    if pruned:
+        frame["history_truncated"] = True
     return encode(_with_client_id(frame, client_id))
 
 
