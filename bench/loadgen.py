@@ -372,6 +372,8 @@ class Viewer(Conn):
         if frame.n == 0:
             if frame.synced is not None and self.sync_pending:
                 self.on_synced(frame.synced)
+            if frame.complete_to is not None:
+                self.vouch(frame.complete_to)
             return
         if frame.contig and frame.first == self.next and not self.recovering and frame.complete_to is None:
             self.next = frame.last + 1

@@ -141,9 +141,9 @@ class ViewerStream:
             and not (self.blocked and not self.blocked.isdisjoint(thinned.actors))
         ):
             # The shared frame: it vouches for everything up to last_seq, as is true here.
-            frame = thinned.frame if thinned.kept else None
-            # With nothing to send now, the next frame says how far this viewer is complete.
-            self.owes_complete = frame is None
+            # It goes even with nothing kept, so that the viewer learns what it missed.
+            frame = thinned.frame
+            self.owes_complete = False
         else:
             mine = sorted(thinned.kept + extra, key=_by_seq) if extra else thinned.kept
             frame = self._frame_for_me(mine, skipped=thinned.skipped - len(extra or ()), withheld=True)

@@ -98,25 +98,19 @@ def test_a_viewer_with_a_hole_before_is_not_vouched_for_past_it(settings):
     assert doc["last_seq"] == 3  # complete only up to before the hole: the client fills it from the log
 
 
-def test_a_flush_of_skipped_lines_only_sends_nothing_and_the_next_frame_vouches(settings):
+def test_a_flush_of_skipped_lines_only_still_tells_the_viewer_what_it_missed(settings):
     stream = ViewerStream(blocked=set(), queue_max=100, user_id=99)
     stream.release(0)
-    first = [line(1, 10)]
+    first = [line(1, 10), line(2, 11)]
     settings.CHAT_READABLE_MESSAGES_PER_SECOND = 1
     feed = RoomFeed(StubHub(), 1)
     feed.readable = 0
-    thinned = feed._thin(first, 1)
+    thinned = feed._thin(first, 2)
 
-    assert stream.offer(first, None, {10}, 1, 1, True, thinned) is None
+    frame = stream.offer(first, None, {10, 11}, 1, 2, True, thinned)
 
-    later = [notice(2)]
-    from rooms.delivery.stream import Frame
-    from rooms.protocol import batch_text
-
-    frame = stream.offer(later, Frame(batch_text([d.text for d in later])), set(), 2, 2, True, None)
-    doc = json.loads(frame.text)
-    assert [e["seq"] for e in doc["events"]] == [2]
-    assert doc["last_seq"] == 2
+    assert json.loads(frame.text) == {"type": "batch", "events": [], "last_seq": 2, "skipped": 2}
+    assert (stream.last_seq, stream.complete_seq) == (2, 2)
 
 
 # Over the socket.
