@@ -291,6 +291,13 @@ CHAT_WRITE_INTERVAL_MS = env_int("CHAT_WRITE_INTERVAL_MS", 40, minimum=0)
 # queued and what its writes cost) is answered `busy` at once rather than queued. The
 # host team and staff are never refused.
 CHAT_ADMISSION_MS = env_int("CHAT_ADMISSION_MS", 250, minimum=1)
+# Automatic slow mode: a room whose members' sends are refused as busy for this many
+# seconds in a row gets slow mode (this many seconds between a member's messages) from the
+# server itself; it is lifted once the room has had it for at least the minimum and its
+# members offer less than a quarter of what it can store. 0 seconds turns it off.
+CHAT_AUTO_SLOW_MODE_SECONDS = env_int("CHAT_AUTO_SLOW_MODE_SECONDS", 10, minimum=0)
+CHAT_AUTO_SLOW_MODE_AFTER_SECONDS = env_int("CHAT_AUTO_SLOW_MODE_AFTER_SECONDS", 3, minimum=1)
+CHAT_AUTO_SLOW_MODE_MIN_SECONDS = env_int("CHAT_AUTO_SLOW_MODE_MIN_SECONDS", 60, minimum=1)
 # The readable feed: past this many member messages a second in a room, viewers' live
 # feeds leave member messages out (with a count) and keep everything else; the log and
 # sync keep everything. 0 turns it off.

@@ -23,7 +23,7 @@ from rooms.models import Message, Room, RoomEvent
 from rooms.permissions import HOST, MODERATOR, authorize
 from rooms.protocol import MAX_BAN_SECONDS, MAX_MUTE_SECONDS, MAX_SLOW_MODE_SECONDS, Close, events
 from rooms.selectors import find_user, room_by_id, user_in_room
-from rooms.services import append_event
+from rooms.services import append_event, room_event
 
 
 def _moderation_event(
@@ -261,8 +261,13 @@ def do_set_slow_mode(*, room_id: int, by_id: int | None, seconds: int) -> RoomEv
     room = Room.objects.select_for_update().filter(pk=room_id).first()
     if room is None:
         raise NoSuchRoom()
-    room.slow_mode_seconds = seconds
-    room.save(update_fields=["slow_mode_seconds"])
+    was_auto = room.slow_mode_auto
+    # A moderator's setting overrides the server's automatic slow mode, which then leaves it be.
+    room.slow_mode_seconds, room.slow_mode_auto = seconds, False
+    room.save(update_fields=["slow_mode_seconds", "slow_mode_auto"])
+    if was_auto:
+        # Viewers showing "automatic" learn that it is the moderators' setting now.
+        append_event(room.pk, event=room_event(room), actor_id=None)
     return _moderation_event(room, action="slow_mode", by=_user(by_id) if by_id else None, seconds=seconds)
 
 

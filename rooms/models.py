@@ -12,6 +12,10 @@ class Room(models.Model):
     # When the current (or last) stream started: "this stream" on the tip leaderboard.
     live_since = models.DateTimeField(null=True, blank=True)
     slow_mode_seconds = models.PositiveSmallIntegerField(default=0)
+    # Slow mode was engaged by the server itself, because members sent faster than the
+    # room could store: it lifts it again when the rush is over. A moderator's own
+    # slow mode setting clears this, and the server leaves that one alone.
+    slow_mode_auto = models.BooleanField(default=False)
     # Highest seq handed out in this room's event log. Incremented under the row lock in
     # the same transaction as the event insert, which is what makes seq gapless.
     last_seq = models.BigIntegerField(default=0)

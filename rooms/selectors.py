@@ -71,6 +71,7 @@ def room_state(room: Room) -> dict[str, Any]:
         "title": room.title,
         "is_live": room.is_live,
         "slow_mode_seconds": room.slow_mode_seconds,
+        "slow_mode_auto": room.slow_mode_auto,
         "hosts": room_hosts(room),
     }
 

@@ -19,6 +19,7 @@ never refused as busy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import weakref
@@ -31,7 +32,10 @@ from rooms.dbpaths import writes
 from rooms.delivery.lag import loop_lag
 from rooms.errors import Busy
 from rooms.models import Message
+from rooms.services import do_auto_slow_mode
 from rooms.services.messages import SendRequest, check_send_messages
+
+logger = logging.getLogger(__name__)
 
 # Bounds one transaction's size, so a burst cannot hold the room's lock for long.
 MAX_BATCH = 200
@@ -56,9 +60,7 @@ class RoomWriter:
         self.last_write = -1e9
         # Seconds of database time one stored send costs, measured on this room's writes.
         self.send_seconds = INITIAL_SEND_SECONDS
-        # Sends answered busy since the room's load was last looked at (automatic slow mode).
-        self.refused = 0
-        self.offered = 0
+        self.load = RoomLoad(room_id)
 
     @property
     def queued_seconds(self) -> float:
@@ -70,13 +72,12 @@ class RoomWriter:
         it (Busy when the room cannot store it within CHAT_ADMISSION_MS).
         `priority`: a send of the host team or staff, never refused as busy."""
         if not priority:
-            self.offered += 1
             admission = settings.CHAT_ADMISSION_MS / 1000
             # What this send would wait: the room's queued writes, or the whole process
             # running behind (then even its answer would be late).
             wait = max(self.queued_seconds + self.send_seconds, loop_lag()) - admission
+            self.load.offered(refused=wait > 0, capacity=1 / self.send_seconds)
             if wait > 0:
-                self.refused += 1
                 raise Busy(
                     "The room is too busy to take your message right now; it was not sent.",
                     # Spread the retries, so that the refused do not all come back at once.
@@ -120,6 +121,70 @@ class RoomWriter:
                         waiting.future.set_result(answer)
         finally:
             self.draining = False
+
+
+class RoomLoad:
+    """What the room's members offer, second by second, and the automatic slow mode that
+    follows from it: engaged when sends have been refused as busy in each of the last
+    CHAT_AUTO_SLOW_MODE_AFTER_SECONDS seconds, lifted when it has held for
+    CHAT_AUTO_SLOW_MODE_MIN_SECONDS and the members' offer is below a quarter of what
+    the room can store. Choosing by what the room can store (not by what people can
+    read, which the readable feed takes care of) keeps a fast but healthy room free.
+    Each process judges by what it sees; the room's state is shared in the database, and
+    a moderator's own slow mode is never changed."""
+
+    def __init__(self, room_id: int) -> None:
+        self.room_id = room_id
+        self.second = int(time.monotonic())
+        self.count = 0
+        self.refused = 0
+        self.overloaded_seconds = 0
+        self.engaged_at: float | None = None
+        self.calm_seconds = 0
+        self.busy = False  # a change is on its way to the database
+
+    def offered(self, *, refused: bool, capacity: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        second = int(now)
+        if second != self.second:
+            self._close_second(capacity, idle_seconds=second - self.second - 1, now=now)
+            self.second, self.count, self.refused = second, 0, 0
+        self.count += 1
+        self.refused += refused
+
+    def _close_second(self, capacity: float, *, idle_seconds: int, now: float) -> None:
+        seconds = settings.CHAT_AUTO_SLOW_MODE_SECONDS
+        if not seconds or self.busy:
+            return
+        if self.refused and not idle_seconds:
+            self.overloaded_seconds += 1
+            self.calm_seconds = 0
+        else:
+            self.overloaded_seconds = 0
+            calm = self.count < capacity / 4
+            self.calm_seconds = self.calm_seconds + 1 + idle_seconds if calm else 0
+        if self.engaged_at is None and self.overloaded_seconds >= settings.CHAT_AUTO_SLOW_MODE_AFTER_SECONDS:
+            self._change(seconds, now)
+        elif (
+            self.engaged_at is not None
+            and now - self.engaged_at >= settings.CHAT_AUTO_SLOW_MODE_MIN_SECONDS
+            and self.calm_seconds >= settings.CHAT_AUTO_SLOW_MODE_AFTER_SECONDS
+        ):
+            self._change(0, now)
+
+    def _change(self, seconds: int, now: float) -> None:
+        self.busy = True
+        self.engaged_at = now if seconds else None
+        self.overloaded_seconds = self.calm_seconds = 0
+        asyncio.ensure_future(self._store(seconds))
+
+    async def _store(self, seconds: int) -> None:
+        try:
+            await writes(do_auto_slow_mode)(room_id=self.room_id, seconds=seconds)
+        except Exception:
+            logger.warning("Could not change the automatic slow mode of room %s", self.room_id, exc_info=True)
+        finally:
+            self.busy = False
 
 
 _writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -19,7 +19,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "tip": ("id", "from", "amount", "body", "pinned_until", "highlight", "client_id"),
     "notice": ("id", "scope", "level", "body", "by", "pinned_until"),
     "moderation": ("action", "target", "by", "until", "seconds", "reason"),
-    "room": ("title", "is_live", "slow_mode_seconds"),
+    "room": ("title", "is_live", "slow_mode_seconds", "slow_mode_auto"),
 }
 MODERATION_ACTIONS = frozenset({"mute", "unmute", "ban", "unban", "kick", "slow_mode"})
 
@@ -105,5 +105,8 @@ def moderation(
     )
 
 
-def room(*, title: str, is_live: bool, slow_mode_seconds: int) -> RoomEventData:
-    return RoomEventData("room", {"title": title, "is_live": is_live, "slow_mode_seconds": slow_mode_seconds})
+def room(*, title: str, is_live: bool, slow_mode_seconds: int, slow_mode_auto: bool) -> RoomEventData:
+    return RoomEventData(
+        "room",
+        {"title": title, "is_live": is_live, "slow_mode_seconds": slow_mode_seconds, "slow_mode_auto": slow_mode_auto},
+    )

@@ -17,7 +17,15 @@ from rooms.services.messages import (
     resolve_mentions,
 )
 from rooms.services.notices import check_announce, do_announce, do_site_announce
-from rooms.services.rooms import check_set_role, check_update_room, do_create_room, do_set_role, do_update_room
+from rooms.services.rooms import (
+    check_set_role,
+    check_update_room,
+    do_auto_slow_mode,
+    do_create_room,
+    do_set_role,
+    do_update_room,
+    room_event,
+)
 from rooms.services.tips import (
     InsufficientFunds,
     InvalidAmount,
@@ -29,6 +37,8 @@ from rooms.services.tips import (
 )
 
 __all__ = [
+    "do_auto_slow_mode",
+    "room_event",
     "check_set_role",
     "SendRequest",
     "check_send_messages",

@@ -102,6 +102,32 @@ def do_update_room(
         room.save(update_fields=["title", "is_live", "live_since"])
         return append_event(
             room.pk,
-            event=events.room(title=room.title, is_live=room.is_live, slow_mode_seconds=room.slow_mode_seconds),
+            event=room_event(room),
             actor_id=None,
         )
+
+
+def room_event(room: Room) -> events.RoomEventData:
+    """The `room` event that says how the room is now."""
+    return events.room(
+        title=room.title,
+        is_live=room.is_live,
+        slow_mode_seconds=room.slow_mode_seconds,
+        slow_mode_auto=room.slow_mode_auto,
+    )
+
+
+def do_auto_slow_mode(*, room_id: int, seconds: int) -> RoomEvent | None:
+    """Engage (seconds > 0) or lift (0) the slow mode the server sets by itself when members
+    send faster than the room can store. It never overrides a slow mode a moderator set:
+    engaging needs the room without slow mode, lifting needs it to be the server's own.
+    None when there was nothing to change."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().get(pk=room_id)
+        if seconds and (room.slow_mode_seconds or room.slow_mode_auto):
+            return None
+        if not seconds and not room.slow_mode_auto:
+            return None
+        room.slow_mode_seconds, room.slow_mode_auto = seconds, bool(seconds)
+        room.save(update_fields=["slow_mode_seconds", "slow_mode_auto"])
+        return append_event(room.pk, event=room_event(room), actor_id=None)

@@ -78,6 +78,7 @@ async def test_welcome_describes_the_room_the_viewer_the_roster_and_empty_histor
         "title": "Main stage",
         "is_live": False,
         "slow_mode_seconds": 0,
+        "slow_mode_auto": False,
         "hosts": [brief(host, "host")],
     }
     assert welcome["you"] == {**brief(viewer), "muted_until": None, "balance": 0, "blocked": []}

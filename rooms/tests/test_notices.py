@@ -238,6 +238,7 @@ def test_host_going_live_sets_live_since_and_publishes_a_room_event(room, host, 
         "title": "Speedrun night",
         "is_live": True,
         "slow_mode_seconds": 0,
+        "slow_mode_auto": False,
     }
     room.refresh_from_db()
     assert (room.title, room.is_live) == ("Speedrun night", True)

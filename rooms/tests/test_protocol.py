@@ -335,7 +335,7 @@ def test_room_event_builders_carry_their_defined_fields():
         events.tip(id=1, sender=user, amount=5, body="", pinned_until=None, highlight=False, client_id="t"),
         events.notice(id=1, scope="room", level="info", body="hello", by=None, pinned_until=datetime.now(UTC)),
         events.moderation(action="kick", target=user, by=user),
-        events.room(title="T", is_live=True, slow_mode_seconds=0),
+        events.room(title="T", is_live=True, slow_mode_seconds=0, slow_mode_auto=False),
     ]
     assert {event.type for event in built} == set(events.FIELDS)
     for event in built:

@@ -123,6 +123,7 @@ def test_room_update_publishes_a_room_event_with_the_current_state(
             "title": "Finals night",
             "is_live": True,
             "slow_mode_seconds": 0,
+            "slow_mode_auto": False,
         }
     ]
 

@@ -264,6 +264,7 @@ def _room(obj: Event, w: str) -> None:
     _str(_field(obj, "title", w), f"{w}.title", non_empty=True)
     _bool(_field(obj, "is_live", w), f"{w}.is_live")
     _slow_mode(_field(obj, "slow_mode_seconds", w), f"{w}.slow_mode_seconds")
+    _bool(_field(obj, "slow_mode_auto", w), f"{w}.slow_mode_auto")
 
 
 def _slow_mode(value: Any, where: str) -> None:
@@ -395,12 +396,18 @@ def _synced(obj: Event, w: str) -> None:
 
 
 def _batch(obj: Event) -> None:
-    if "skipped" in obj:
+    skipped = "skipped" in obj
+    if skipped:
         # Contract v1.1 "Readable feeds": how many member messages were left out, up to last_seq.
         _int(obj["skipped"], "batch.skipped", minimum=1)
         _int(_field(obj, "last_seq", "batch"), "batch.last_seq", minimum=1)
     events = _field(obj, "events", "batch")
-    _check(isinstance(events, list) and events, "batch.events", f"must be a non-empty list, got {_show(events)}")
+    # A batch that only says what was skipped may carry no event at all.
+    _check(
+        isinstance(events, list) and (events or skipped),
+        "batch.events",
+        f"must be a non-empty list, got {_show(events)}",
+    )
     previous = 0
     for i, event in enumerate(events):
         _check(
