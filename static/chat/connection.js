@@ -296,6 +296,8 @@ export class RoomConnection {
     // withheld from this viewer (people they blocked), not lost.
     if (frame && frame.type === "batch" && Number.isInteger(frame.last_seq)) {
       this.#deliver(this.seq.advanceTo(frame.last_seq));
+      // The room was faster than anyone can read: its feed left member lines out.
+      if (Number.isInteger(frame.skipped) && frame.skipped > 0) this.handlers.skipped?.(frame.skipped, frame.last_seq);
     }
   }
 

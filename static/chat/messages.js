@@ -171,6 +171,52 @@ export class MessageList {
     }
   }
 
+  /**
+   * Note member lines the room's readable feed left out, up to `lastSeq`: one line that
+   * counts them (bursts in a row add up), with a button that loads them in its place.
+   */
+  noteSkipped(count, lastSeq) {
+    let line = this.list.querySelector(":scope > li.skipped:last-of-type");
+    const last = this.list.querySelector(":scope > li:not(.pending):last-of-type");
+    if (!line || line !== last) {
+      line = document.createElement("li");
+      line.className = "line system system-skipped skipped";
+      line.dataset.count = "0";
+      line.dataset.after = String(lastSeq - count);
+      const text = document.createElement("span");
+      const show = document.createElement("button");
+      show.type = "button";
+      show.className = "link-button";
+      show.textContent = "Show them";
+      show.addEventListener("click", () => this.#loadSkipped(line));
+      line.append(text, " ", show);
+      this.insert(line);
+    }
+    line.dataset.count = String(Number(line.dataset.count) + count);
+    line.dataset.upto = String(lastSeq);
+    line.firstChild.textContent = `${line.dataset.count} messages skipped: the room is moving faster than anyone can read.`;
+  }
+
+  async #loadSkipped(line) {
+    const url = new URL(this.eventsApi, window.location.href);
+    url.searchParams.set("after", line.dataset.after);
+    url.searchParams.set("limit", String(Math.min(1000, Number(line.dataset.upto) - Number(line.dataset.after))));
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const data = await response.json();
+      const nodes = [];
+      for (const event of data.events || []) {
+        if (event.type !== "message" || this.find(event.id) || this.isBlocked(event)) continue;
+        const node = view.renderEvent(event, this.context(null));
+        if (node) nodes.push(node);
+      }
+      this.scroll.keepPosition(() => line.replaceWith(...nodes));
+    } catch {
+      this.toast("Couldn't load the skipped messages. Try again in a moment.");
+    }
+  }
+
   /** A click on a quote: show the original, paging back through the log if need be. */
   async showOriginal(id) {
     let line = this.find(id);

@@ -92,6 +92,7 @@ const connection = new RoomConnection({
     ready: onReady,
     frame: onFrame,
     closed: onClosed,
+    skipped: (count, lastSeq) => messages.noteSkipped(count, lastSeq),
   },
 });
 const commands = new Commands(connection);
@@ -253,7 +254,8 @@ function setRoom(room) {
   els.live.hidden = !room.is_live;
   const slow = room.slow_mode_seconds || 0;
   els.slow.hidden = slow === 0;
-  els.slow.textContent = `Slow mode ${slow} s`;
+  // Set by the server itself while the room is busier than it can store.
+  els.slow.textContent = room.slow_mode_auto ? `Slow mode ${slow} s (automatic: the room is very busy)` : `Slow mode ${slow} s`;
   composer?.note("slow", slow && !amTeam() ? `Slow mode: one message every ${slow} s.` : "");
   if (!slow) composer?.setCooldown(0);
   teamTools.setRoom(room);
@@ -406,6 +408,18 @@ function onPendingAction(action, line) {
   }
 }
 
+/** Lines the server was too busy to take go again, by themselves, when it said to. */
+function retryBusySends(now) {
+  if (connection.status.state !== "live") return;
+  for (const entry of outbox.all()) {
+    if (!entry.autoRetry || entry.state === "sending" || entry.retryAt > now) continue;
+    entry.autoRetry = false;
+    outbox.retry(entry.clientId);
+    if (entry.node) view.updatePending(entry.node, entry);
+    connection.send(sendFrame(entry));
+  }
+}
+
 async function deleteMessage(id) {
   try {
     await commands.run({ type: "delete", id });
@@ -544,6 +558,8 @@ function onFrame(frame) {
         if (frame.code === "slow_mode" && frame.retry_after) {
           composer?.setCooldown(Date.now() + frame.retry_after * 1000);
         }
+        // Nothing was stored and the server said when to try: send it again by itself then.
+        if (frame.code === "busy") entry.autoRetry = true;
       } else {
         toast(frame.detail || "Something went wrong.");
       }
@@ -576,6 +592,7 @@ setInterval(() => {
     }
   }
   if (state.me?.muted_until) refreshMuted(now);
+  retryBusySends(now);
   if (composer?.cooldownUntil) {
     if (composer.cooldownUntil <= now) composer.setCooldown(0);
     else composer.refresh();
