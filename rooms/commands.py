@@ -4,6 +4,7 @@ Moderation's commands come through rooms.extensions."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from django.conf import settings
@@ -29,10 +30,11 @@ async def ping(conn, command: Command) -> str:
 SENDS_IN_FLIGHT_MAX = 8
 
 
-async def send(conn, command: Command) -> None:
+async def send(conn, command: Command) -> asyncio.Task:
     """Hand the line to the room's writer and go on reading the connection: the ack (or
-    error) follows when it is stored. Waiting for it here would leave the connection's
-    next frames queued unread behind every write, where no admission sees them."""
+    error) follows when it is stored, in its turn among the connection's replies.
+    Waiting for it here would leave the connection's next frames queued unread behind
+    every write, where no admission sees them."""
     request = services.SendRequest(
         conn.user, command.args["body"], reply_to_id=command.args["reply_to"], client_id=command.client_id
     )
@@ -41,11 +43,10 @@ async def send(conn, command: Command) -> None:
     if not priority and conn.sends_in_flight >= SENDS_IN_FLIGHT_MAX:
         raise Busy("You have messages still being sent; wait for them first.", retry_after=1.0)
     conn.sends_in_flight += 1
-    conn.spawn(_store_and_answer(conn, request, priority=priority, client_id=command.client_id))
-    return None
+    return conn.spawn(_store(conn, request, priority=priority, client_id=command.client_id))
 
 
-async def _store_and_answer(conn, request: services.SendRequest, *, priority: bool, client_id: str | None) -> None:
+async def _store(conn, request: services.SendRequest, *, priority: bool, client_id: str | None) -> str:
     try:
         message = await get_writer(conn.room_id).send(request, priority=priority)
         reply = frames.ack(client_id, id=message.pk, seq=message.seq)
@@ -56,8 +57,7 @@ async def _store_and_answer(conn, request: services.SendRequest, *, priority: bo
         reply = frames.error("server_error", "Something went wrong; try again.", client_id=client_id)
     finally:
         conn.sends_in_flight -= 1
-    if not conn.closed:
-        await conn.send(text_data=reply)
+    return reply
 
 
 async def sync(conn, command: Command) -> str | None:

@@ -68,6 +68,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.limit_keys: list[str] = []
         self.sends_in_flight = 0
         self._tasks: set[asyncio.Task] = set()
+        # The last reply on its way: the next one goes after it.
+        self._last_reply: asyncio.Future | None = None
         self.transport = transport_for(self.base_send)
         after, after_bad = _parse_after(self.scope.get("query_string", b""))
         state = await reads(welcome.viewer_state)(self.scope["url_route"]["kwargs"]["slug"], self.user)
@@ -123,11 +125,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.limit_keys = [key for key, _ in limits]
         return True
 
-    def spawn(self, coro) -> None:
+    def spawn(self, coro) -> asyncio.Task:
         """Run a command's work beside the reading of the connection (sends being stored)."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
@@ -226,6 +229,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             command = parse_client_frame(text_data)
         except ProtocolError as exc:
             command, refused = None, exc
+        # Replies go out in the order the commands came. Sends are the one command that
+        # does not wait for the answers before it: a sender's frames are read (and its
+        # surplus refused as busy) as they arrive, not after each write.
+        if command is None or command.type != "send":
+            await self._earlier_replies_sent()
         # Malformed frames count against the budget too: they are the cheapest flood.
         wait = self.budget.take()
         if wait is not None:
@@ -238,11 +246,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
             reply = frames.error(refused.code, refused.detail, client_id=refused.client_id)
         else:
             reply = await self._run(command)
-        if reply is not None:
+        if isinstance(reply, asyncio.Future) or self._replies_pending():
+            self._last_reply = self.spawn(self._reply_after(self._last_reply, reply))
+        elif reply is not None:
             await self.send(text_data=reply)
 
-    async def _run(self, command: Command) -> str | None:
-        """The one reply to a parsed command (None: the command sent it already)."""
+    def _replies_pending(self) -> bool:
+        return self._last_reply is not None and not self._last_reply.done()
+
+    async def _earlier_replies_sent(self) -> None:
+        if self._replies_pending():
+            await asyncio.wait([self._last_reply])
+
+    async def _reply_after(self, previous: asyncio.Future | None, reply) -> None:
+        """Send `reply` (a text, or a future of one) once the reply before it went out."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        text = await reply if isinstance(reply, asyncio.Future) else reply
+        if text is not None and not self.closed:
+            await self.send(text_data=text)
+
+    async def _run(self, command: Command) -> str | asyncio.Future | None:
+        """The one reply to a parsed command: its text, a future of it (a send being
+        stored), or None when the command sent it already."""
         try:
             own = commands.COMMANDS.get(command.type)
             if own is not None:
