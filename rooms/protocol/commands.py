@@ -225,10 +225,13 @@ def parse_client_frame(text: str | None) -> Command:
     if not isinstance(frame, dict):
         raise ProtocolError("bad_request", "A frame must be a JSON object.")
     client_id = frame.get("client_id")
-    if client_id is not None and (
-        not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX or not _is_clean_text(client_id)
-    ):
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX):
         raise ProtocolError("bad_request", f"`client_id` must be a string of 1 to {CLIENT_ID_MAX} characters.")
+    if client_id is not None and not _is_clean_text(client_id):
+        # Readable, so answered with it (escaped), though nothing can store it.
+        raise ProtocolError(
+            "bad_request", "`client_id` holds a NUL or a character that is not text.", client_id=client_id
+        )
     _check_storable(frame, client_id)
     kind = frame.get("type")
     if not isinstance(kind, str):

@@ -4,6 +4,7 @@ names what each carries, and the tests' schema checks frames against it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rooms.protocol.wire import encode
@@ -96,7 +97,13 @@ def error(code: str, detail: str, *, client_id: str | None = None, retry_after: 
         frame["client_id"] = client_id
     if retry_after is not None:
         frame["retry_after"] = max(round(retry_after, 3), 0.001)
-    return encode(frame)
+    text = encode(frame)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A client_id with a lone surrogate, echoed back: escaped, the frame is valid UTF-8.
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=True)
+    return text
 
 
 def pong(*, ts: Any, last_seq: int, client_id: str | None) -> str:
