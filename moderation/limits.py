@@ -103,7 +103,12 @@ def claim_send(*, room_id: int, user_id: int, slow_mode_seconds: int, now: float
 
 
 def _slow_mode_error(slow_mode_seconds: int, wait: float) -> ChatError:
-    return ChatError(f"Slow mode: one message every {slow_mode_seconds} s.", code="slow_mode", retry_after=wait)
+    # Never more than the interval: the database's clock and Redis's may differ by a hair.
+    return ChatError(
+        f"Slow mode: one message every {slow_mode_seconds} s.",
+        code="slow_mode",
+        retry_after=min(wait, slow_mode_seconds),
+    )
 
 
 class LimitsUnavailable(Exception):
