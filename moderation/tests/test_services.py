@@ -65,7 +65,7 @@ def refused(action, *args, **kwargs) -> ChatError:
 
 
 def send(user, room, body="hello", client_id=None):
-    return run(check_send_message, user, room.pk, body=body, client_id=client_id)
+    return run(check_send_message, user, room_id=room.pk, body=body, client_id=client_id)
 
 
 # Mute.
@@ -146,7 +146,7 @@ def test_muted_user_may_send_again_once_the_mute_expires(room, moderator, viewer
 def test_a_mute_in_one_room_does_not_silence_another(room, moderator, viewer, outsider):
     from rooms.services import do_create_room
 
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=300)
 
     assert refused(send, viewer, room).code == "muted"
@@ -362,7 +362,7 @@ def test_ban_of_an_unknown_user_is_not_found(room, host, broadcasts):
 def test_a_ban_in_one_room_does_not_reach_another(room, host, viewer, outsider):
     from rooms.services import do_create_room
 
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     run(moderation.check_ban, host, room.pk, user=viewer.pk)
 
     assert refused(send, viewer, room).code == "banned"
@@ -435,7 +435,7 @@ def test_deleted_message_is_redacted_in_the_log_with_its_mentions(room, moderato
 
 def test_deleting_a_message_redacts_every_quote_of_it(room, moderator, viewer, outsider):
     original = send(viewer, room, "the secret plan")
-    reply = run(check_send_message, outsider, room.pk, body="what plan?", reply_to_id=original.pk)
+    reply = run(check_send_message, outsider, room_id=room.pk, body="what plan?", reply_to_id=original.pk)
     assert logged(room, reply.seq)["reply_to"]["excerpt"] == "the secret plan"
 
     event = run(moderation.check_delete_message, moderator, room.pk, message_id=original.pk)
@@ -448,7 +448,7 @@ def test_deleting_a_message_redacts_every_quote_of_it(room, moderator, viewer, o
 
 def test_no_history_replay_or_api_response_contains_a_deleted_body(room, moderator, viewer, outsider):
     original = send(viewer, room, "the secret plan")
-    run(check_send_message, outsider, room.pk, body="what plan?", reply_to_id=original.pk)
+    run(check_send_message, outsider, room_id=room.pk, body="what plan?", reply_to_id=original.pk)
     run(moderation.check_delete_message, moderator, room.pk, message_id=original.pk)
 
     first_visit = room_history(room.pk, after=None, blocked=set())
@@ -468,7 +468,7 @@ def test_reply_to_a_deleted_message_never_quotes_it(room, viewer, outsider):
     run(moderation.check_delete_message, viewer, room.pk, message_id=original.pk)
 
     try:
-        reply = run(check_send_message, outsider, room.pk, body="what was that?", reply_to_id=original.pk)
+        reply = run(check_send_message, outsider, room_id=room.pk, body="what was that?", reply_to_id=original.pk)
     except NotFound:
         return
     assert logged(room, reply.seq)["reply_to"]["excerpt"] == ""
@@ -478,7 +478,7 @@ def test_reply_to_a_deleted_message_never_quotes_it(room, viewer, outsider):
 def test_deleting_twice_or_elsewhere_or_a_missing_message_is_not_found(room, viewer, outsider):
     from rooms.services import do_create_room
 
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     message = send(viewer, room, "short lived")
     run(moderation.check_delete_message, viewer, room.pk, message_id=message.pk)
     before = snapshot(room)
