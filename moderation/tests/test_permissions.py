@@ -76,9 +76,9 @@ def cast(host, room, cohost, moderator, comoderator, viewer, outsider, staff, st
 def prepare(action: str, room: Room, actor, target):
     """What must exist for the action to make sense: a mute to lift, a message to delete."""
     if action == "unmute":
-        moderation.do_mute(room_id=room.pk, target_id=target.pk, by_id=None, seconds=600)
+        moderation.do_mute(None, room_id=room.pk, target_id=target.pk, seconds=600)
     elif action == "unban":
-        moderation.do_ban(room_id=room.pk, target_id=target.pk, by_id=None)
+        moderation.do_ban(None, room_id=room.pk, target_id=target.pk)
     elif action == "delete":
         return do_send_message(target, room_id=room.pk, body="a line to delete")
     elif action == "delete_own":
@@ -90,19 +90,19 @@ def prepare(action: str, room: Room, actor, target):
 
 def perform(action: str, room: Room, actor, target, message: Message | None) -> RoomEvent:
     if action == "mute":
-        return moderation.check_mute(actor, room.pk, user=target.pk, seconds=60, reason="spam")
+        return moderation.check_mute(actor, room_id=room.pk, user=target.pk, seconds=60, reason="spam")
     if action == "unmute":
-        return moderation.check_unmute(actor, room.pk, user=target.pk)
+        return moderation.check_unmute(actor, room_id=room.pk, user=target.pk)
     if action == "kick":
-        return moderation.check_kick(actor, room.pk, user=target.pk)
+        return moderation.check_kick(actor, room_id=room.pk, user=target.pk)
     if action == "ban":
-        return moderation.check_ban(actor, room.pk, user=target.pk, reason="spam")
+        return moderation.check_ban(actor, room_id=room.pk, user=target.pk, reason="spam")
     if action == "unban":
-        return moderation.check_unban(actor, room.pk, user=target.pk)
+        return moderation.check_unban(actor, room_id=room.pk, user=target.pk)
     if action in ("delete", "delete_own"):
-        return moderation.check_delete_message(actor, room.pk, message_id=message.pk)
+        return moderation.check_delete_message(actor, room_id=room.pk, message_id=message.pk)
     if action == "slow_mode":
-        return moderation.check_set_slow_mode(actor, room.pk, seconds=10)
+        return moderation.check_set_slow_mode(actor, room_id=room.pk, seconds=10)
     if action == "announce":
         return check_announce(actor, room_id=room.pk, body="Be kind", level="info")
     if action == "room_status":
@@ -194,7 +194,7 @@ def test_hosting_one_room_gives_no_power_in_another(room, host, outsider, action
 
 
 def test_site_staff_by_permission_outranks_the_host(room, host, staff2):
-    event = moderation.check_ban(staff2, room.pk, user=host.pk, seconds=60)
+    event = moderation.check_ban(staff2, room_id=room.pk, user=host.pk, seconds=60)
 
     assert (event.data["action"], event.data["target"]["id"]) == ("ban", host.pk)
     assert event.data["by"] == {"id": staff2.pk, "name": staff2.username, "role": "member", "staff": True}
@@ -203,7 +203,7 @@ def test_site_staff_by_permission_outranks_the_host(room, host, staff2):
 
 def test_moderator_may_not_ban_even_a_plain_member(room, moderator, viewer):
     with pytest.raises(ChatError) as refused:
-        moderation.check_ban(moderator, room.pk, user=viewer.pk)
+        moderation.check_ban(moderator, room_id=room.pk, user=viewer.pk)
 
     assert refused.value.code == FORBIDDEN
     assert "hosts and staff" in refused.value.detail
@@ -216,7 +216,7 @@ def test_a_removed_moderator_loses_their_powers(room, moderator, viewer):
     do_set_role(None, room_id=room.pk, username=moderator.username, role="member")
 
     with pytest.raises(ChatError) as refused:
-        moderation.check_mute(moderator, room.pk, user=viewer.pk, seconds=60)
+        moderation.check_mute(moderator, room_id=room.pk, user=viewer.pk, seconds=60)
 
     assert refused.value.code == FORBIDDEN
     assert not Mute.objects.exists()

@@ -40,9 +40,9 @@ def activity(room, side_room, viewer, outsider, staff):
             "message": do_send_message(viewer, room_id=each.pk, body=f"hello {each.slug}"),
             "tip": check_send_tip(viewer, room_id=each.pk, amount=10, client_id=f"tip-{each.slug}"),
         }
-        do_mute(room_id=each.pk, target_id=viewer.pk, by_id=staff.pk, seconds=600)
-        do_ban(room_id=each.pk, target_id=outsider.pk, by_id=staff.pk)
-    do_block(blocker_id=viewer.pk, blocked_id=outsider.pk)
+        do_mute(staff, room_id=each.pk, target_id=viewer.pk, seconds=600)
+        do_ban(staff, room_id=each.pk, target_id=outsider.pk)
+    do_block(viewer, target_id=outsider.pk)
     return rows
 
 
@@ -190,7 +190,7 @@ def test_host_sees_a_deleted_message_as_deleted_and_staff_can_still_read_it(clie
     from moderation.services import do_delete_message
 
     message = do_send_message(viewer, room_id=room.pk, body="the secret plan")
-    do_delete_message(message_id=message.pk, by_id=host.pk)
+    do_delete_message(host, message_id=message.pk)
     url = reverse("admin:rooms_message_change", args=[message.pk])
 
     client.force_login(host)
@@ -286,9 +286,9 @@ def test_host_actions_cannot_reach_another_rooms_messages(as_host, side_room, vi
 )
 def test_end_now_lifts_the_sanction_through_the_service(as_host, host, room, viewer, name, model, action, broadcasts):
     if model is Mute:
-        do_mute(room_id=room.pk, target_id=viewer.pk, by_id=host.pk, seconds=600)
+        do_mute(host, room_id=room.pk, target_id=viewer.pk, seconds=600)
     else:
-        do_ban(room_id=room.pk, target_id=viewer.pk, by_id=host.pk)
+        do_ban(host, room_id=room.pk, target_id=viewer.pk)
     row = model.objects.get()
 
     act(as_host, name, "end_now", [row])

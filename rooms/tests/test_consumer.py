@@ -742,7 +742,7 @@ async def test_a_seq_that_never_arrives_is_waited_for_briefly_then_filled_by_syn
 
 async def test_history_and_replay_never_contain_a_deleted_body(connect, room, host, viewer):
     [message] = await send_messages(room, viewer, 1)
-    await database_sync_to_async(do_delete_message)(message_id=message.pk, by_id=host.pk)
+    await database_sync_to_async(do_delete_message)(host, message_id=message.pk)
 
     client = await connect(room, viewer)
     await client.send({"type": "sync", "after": 0})
@@ -763,7 +763,7 @@ async def test_a_deletion_reaches_live_viewers_as_a_message_deleted_event(connec
     [message] = await send_messages(room, outsider, 1)
     client = await connect(room, viewer)
 
-    await database_sync_to_async(do_delete_message)(message_id=message.pk, by_id=host.pk)
+    await database_sync_to_async(do_delete_message)(host, message_id=message.pk)
 
     [event] = await client.room_events(1)
     assert (event["type"], event["seq"], event["id"], event["by"]) == (

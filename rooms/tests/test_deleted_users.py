@@ -35,14 +35,14 @@ def leaver_everywhere_in_the_log(room, host):
     bystander = make_user("bo_bystander")
     own = do_send_message(leaver, room_id=room.pk, body="hello all")
     do_send_message(bystander, room_id=room.pk, body="hi @lea_leaver", reply_to_id=own.pk)
-    do_mute(room_id=room.pk, target_id=leaver.pk, by_id=host.pk, seconds=60, reason="calm down")
+    do_mute(host, room_id=room.pk, target_id=leaver.pk, seconds=60, reason="calm down")
     from rooms.services import do_set_role
 
     do_set_role(None, room_id=room.pk, username=leaver.username, role="moderator")
     do_announce(leaver, room_id=room.pk, body="Be nice", level="info")
     other = do_send_message(bystander, room_id=room.pk, body="oops")
-    do_delete_message(message_id=other.pk, by_id=leaver.pk)
-    do_mute(room_id=room.pk, target_id=bystander.pk, by_id=leaver.pk, seconds=60, reason="oops")
+    do_delete_message(leaver, message_id=other.pk)
+    do_mute(leaver, room_id=room.pk, target_id=bystander.pk, seconds=60, reason="oops")
     return leaver, bystander
 
 

@@ -249,7 +249,7 @@ def test_host_going_live_sets_live_since_and_publishes_a_room_event(room, host, 
 def test_room_event_always_carries_the_current_slow_mode(room, host, moderator):
     from moderation.services import check_set_slow_mode
 
-    run(check_set_slow_mode, moderator, room.pk, seconds=20)
+    run(check_set_slow_mode, moderator, room_id=room.pk, seconds=20)
 
     event = run(check_update_room, host, room_id=room.pk, title="Chill")
 

@@ -57,7 +57,7 @@ def test_prune_keeps_tips_the_ledger_notices_and_the_audit_log(room, host, moder
     do_grant_coins(None, user_id=viewer.pk, amount=100)
     tip = do_send_tip(viewer, room_id=room.pk, amount=10, body="gg", client_id="t1")
     do_announce(host, room_id=room.pk, body="Welcome", level="info")
-    do_mute(room_id=room.pk, target_id=viewer.pk, by_id=moderator.pk, seconds=60, reason="spam")
+    do_mute(moderator, room_id=room.pk, target_id=viewer.pk, seconds=60, reason="spam")
     chat(room, host, 1)
     age(room, through=Room.objects.get(pk=room.pk).last_seq, days=400)
 
@@ -239,7 +239,7 @@ def test_a_reply_to_a_pruned_message_keeps_its_quote_and_can_be_deleted(client, 
     assert reply.reply_to_id is None
     [event] = client.get(f"/api/rooms/{room.slug}/events").json()["events"]
     assert (event["id"], event["reply_to"]["id"], event["reply_to"]["excerpt"]) == (reply.pk, original.pk, "line 0")
-    do_delete_message(message_id=reply.pk, by_id=host.pk)
+    do_delete_message(host, message_id=reply.pk)
     assert RoomEvent.objects.get(room=room, seq=reply.seq).data["body"] == ""
 
 

@@ -291,7 +291,7 @@ def test_the_host_team_is_not_rate_limited(room, host, moderator, broadcasts, dj
 def test_slow_mode_makes_a_member_wait_between_messages(
     room, host, viewer, broadcasts, django_capture_on_commit_callbacks
 ):
-    do_set_slow_mode(room_id=room.pk, by_id=host.pk, seconds=30)
+    do_set_slow_mode(host, room_id=room.pk, seconds=30)
     with django_capture_on_commit_callbacks(execute=True):
         check_send_message(viewer, room_id=room.pk, body="first", client_id="1")
         with pytest.raises(ChatError) as info:
@@ -304,7 +304,7 @@ def test_slow_mode_makes_a_member_wait_between_messages(
 
 
 def test_slow_mode_does_not_apply_to_the_host_team(room, host, moderator):
-    do_set_slow_mode(room_id=room.pk, by_id=host.pk, seconds=30)
+    do_set_slow_mode(host, room_id=room.pk, seconds=30)
     for i in range(3):
         check_send_message(moderator, room_id=room.pk, body=f"mod {i}", client_id=f"m{i}")
         check_send_message(host, room_id=room.pk, body=f"host {i}", client_id=f"h{i}")
@@ -312,7 +312,7 @@ def test_slow_mode_does_not_apply_to_the_host_team(room, host, moderator):
 
 
 def test_a_muted_member_gets_muted_with_retry_after(room, host, viewer, broadcasts, django_capture_on_commit_callbacks):
-    do_mute(room_id=room.pk, target_id=viewer.pk, by_id=host.pk, seconds=600)
+    do_mute(host, room_id=room.pk, target_id=viewer.pk, seconds=600)
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ChatError) as info:
         check_send_message(viewer, room_id=room.pk, body="let me talk", client_id="c")
 
@@ -323,7 +323,7 @@ def test_a_muted_member_gets_muted_with_retry_after(room, host, viewer, broadcas
 
 
 def test_a_banned_member_gets_banned(room, host, viewer, broadcasts, django_capture_on_commit_callbacks):
-    do_ban(room_id=room.pk, target_id=viewer.pk, by_id=host.pk)
+    do_ban(host, room_id=room.pk, target_id=viewer.pk)
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ChatError) as info:
         check_send_message(viewer, room_id=room.pk, body="hello?", client_id="c")
 
@@ -365,7 +365,7 @@ def test_a_client_id_repeated_within_one_batch_stores_one_message(room, viewer, 
 
 
 def test_slow_mode_counts_a_send_waiting_in_the_same_batch(room, host, viewer):
-    do_set_slow_mode(room_id=room.pk, by_id=host.pk, seconds=30)
+    do_set_slow_mode(host, room_id=room.pk, seconds=30)
 
     stored, refused = check_send_messages(
         room.pk, [SendRequest(viewer, "first", client_id="1"), SendRequest(viewer, "second", client_id="2")]

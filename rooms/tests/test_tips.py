@@ -287,7 +287,7 @@ def test_host_cannot_tip_their_own_room(room, host):
 @pytest.mark.django_db
 def test_banned_user_cannot_tip(room, viewer):
     grant(viewer, 100)
-    do_ban(room_id=room.pk, target_id=viewer.pk, by_id=None)
+    do_ban(None, room_id=room.pk, target_id=viewer.pk)
 
     assert refused(check_send_tip, viewer, room_id=room.pk, amount=10, client_id="t-1").code == "banned"
     assert balance_of(viewer.pk) == 100 and not Tip.objects.exists()
@@ -296,7 +296,7 @@ def test_banned_user_cannot_tip(room, viewer):
 @pytest.mark.django_db
 def test_muted_user_cannot_tip_with_a_note(room, viewer):
     grant(viewer, 100)
-    do_mute(room_id=room.pk, target_id=viewer.pk, by_id=None, seconds=300)
+    do_mute(None, room_id=room.pk, target_id=viewer.pk, seconds=300)
 
     error = refused(check_send_tip, viewer, room_id=room.pk, amount=10, body="listen to me", client_id="t-1")
 
@@ -308,7 +308,7 @@ def test_muted_user_cannot_tip_with_a_note(room, viewer):
 @pytest.mark.django_db
 def test_muted_user_may_still_tip_silently(room, viewer, broadcasts):
     grant(viewer, 100)
-    do_mute(room_id=room.pk, target_id=viewer.pk, by_id=None, seconds=300)
+    do_mute(None, room_id=room.pk, target_id=viewer.pk, seconds=300)
 
     sent = tip(viewer, room, 10, body="", client_id="t-1")
 

@@ -284,7 +284,7 @@ def test_events_api_never_contains_a_deleted_body(client, room, host, viewer):
     secret = "my phone number is 555-0100"
     message = do_send_message(viewer, room_id=room.pk, body=secret)
     reply = do_send_message(host, room_id=room.pk, body="please do not share that", reply_to_id=message.pk)
-    do_delete_message(message_id=message.pk, by_id=host.pk)
+    do_delete_message(host, message_id=message.pk)
 
     response = client.get(EVENTS_URL.format(room.slug))
     body = response.json()

@@ -169,7 +169,7 @@ def test_mentions_and_quotes_lead_to_what_they_point_at(daphne_servers, login_co
         do_send_message(host, room_id=stage.pk, body=f"backlog {n}")
     do_send_message(host, room_id=stage.pk, body="answering an old one", reply_to_id=first.pk)
     do_send_message(host, room_id=stage.pk, body="answering the gone one", reply_to_id=gone.pk)
-    do_delete_message(message_id=gone.pk, by_id=host.pk)
+    do_delete_message(host, message_id=gone.pk)
     cookies = login_cookie(alice), login_cookie(bob)
     (server,) = daphne_servers(1)
     browser = launch_browser()

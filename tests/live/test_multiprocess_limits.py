@@ -34,7 +34,7 @@ def make_room(slug: str, *, members: int, slow_mode_seconds: int = 0) -> list:
     host = users.create_user(username=f"{slug}-host")
     room = do_create_room(None, slug=slug, title=f"Room {slug}", host_username=host.username)
     if slow_mode_seconds:
-        do_set_slow_mode(room_id=room.pk, by_id=host.pk, seconds=slow_mode_seconds)
+        do_set_slow_mode(host, room_id=room.pk, seconds=slow_mode_seconds)
     return [users.create_user(username=f"{slug}-member{n}") for n in range(members)]
 
 
