@@ -97,7 +97,7 @@ def test_forgetting_a_tipper_blanks_the_tips_from(room, viewer, outsider):
     do_send_tip(viewer, room_id=room.pk, amount=10, body="gg", client_id="t1")
     do_send_message(outsider, room_id=room.pk, body="thanks @vic_viewer")
 
-    changed = do_forget_user_names(viewer.pk)
+    changed = do_forget_user_names(None, user_id=viewer.pk)
 
     tip, message = (e.data for e in RoomEvent.objects.filter(room=room).order_by("seq"))
     assert changed == 2

@@ -124,7 +124,7 @@ def test_prune_finishes_what_an_interrupted_run_left_below_the_floor(room, host)
     # A run that raised the floor and died before deleting anything.
     Room.objects.filter(pk=room.pk).update(pruned_through=3)
 
-    report = do_prune_events(older_than_days=30)
+    report = do_prune_events(None, older_than_days=30)
 
     assert [(p.events, p.messages, p.pruned_through) for p in report] == [(3, 3, 3)]
     assert seqs(room) == [4]
@@ -167,7 +167,7 @@ def test_prune_of_an_unknown_room_is_a_command_error(room, host):
 
 def test_the_service_refuses_a_bad_age(db):
     with pytest.raises(BadRequest, match="whole number of days"):
-        do_prune_events(older_than_days=0)
+        do_prune_events(None, older_than_days=0)
 
 
 # What readers see after a pruning.

@@ -19,7 +19,7 @@ def chat_then_prune(room, author, *, count: int, old: int) -> None:
     for i in range(count):
         do_send_message(author, room_id=room.pk, body=f"line {i}")
     RoomEvent.objects.filter(room=room, seq__lte=old).update(created_at=timezone.now() - timedelta(days=40))
-    do_prune_events(older_than_days=30)
+    do_prune_events(None, older_than_days=30)
 
 
 async def test_resume_from_before_the_pruned_point_is_truncated_and_pages_on_from_what_is_left(
