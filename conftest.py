@@ -62,7 +62,7 @@ def host(db):
 def room(host):
     from rooms.services import do_create_room
 
-    return do_create_room(slug="main-stage", title="Main stage", host_username=host.username)
+    return do_create_room(None, slug="main-stage", title="Main stage", host_username=host.username)
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def moderator(room):
     from rooms.services import do_set_role
 
     user = make_user("mo_mod")
-    do_set_role(room_id=room.pk, username=user.username, role="moderator")
+    do_set_role(None, room_id=room.pk, username=user.username, role="moderator")
     return user
 
 

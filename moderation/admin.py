@@ -117,7 +117,12 @@ class RestrictionAdmin(RoomScopedAdmin):
         if form.cleaned_data.get("seconds") is not None or self.model is Mute:
             kwargs["seconds"] = form.cleaned_data.get("seconds")
         event = self.run_service(
-            request, type(self).start_service, request.user, obj.room_id, success=f"{obj.user} {self.noun}.", **kwargs
+            request,
+            type(self).start_service,
+            request.user,
+            room_id=obj.room_id,
+            success=f"{obj.user} {self.noun}.",
+            **kwargs,
         )
         if event is not None:
             # The admin links to and logs the row the service created.
@@ -134,7 +139,7 @@ class RestrictionAdmin(RoomScopedAdmin):
                 request,
                 type(self).end_service,
                 request.user,
-                row.room_id,
+                room_id=row.room_id,
                 user=row.user_id,
                 success=f"Ended for {row.user}.",
             )
@@ -186,7 +191,7 @@ class ModeratedRoomAdmin(rooms_admin.RoomAdmin):
                 request,
                 services.check_set_slow_mode,
                 request.user,
-                obj.pk,
+                room_id=obj.pk,
                 seconds=obj.slow_mode_seconds,
                 success=f"Slow mode set to {obj.slow_mode_seconds} s.",
             )
@@ -202,7 +207,7 @@ class ModeratedMessageAdmin(rooms_admin.MessageAdmin):
                 request,
                 services.check_delete_message,
                 request.user,
-                message.room_id,
+                room_id=message.room_id,
                 message_id=message.pk,
                 success=f"Deleted message {message.pk}.",
             )
@@ -214,7 +219,7 @@ class ModeratedMessageAdmin(rooms_admin.MessageAdmin):
                 request,
                 services.check_mute,
                 request.user,
-                room_id,
+                room_id=room_id,
                 user=author_id,
                 seconds=600,
                 reason="muted from the admin",
@@ -228,7 +233,7 @@ class ModeratedMessageAdmin(rooms_admin.MessageAdmin):
                 request,
                 services.check_ban,
                 request.user,
-                room_id,
+                room_id=room_id,
                 user=author_id,
                 reason="banned from the admin",
                 success=f"Banned user {author_id}.",

@@ -22,14 +22,16 @@ def _keep_blocks(connection, blocked: set[int]) -> None:
 
 
 def register() -> None:
+    # The services take what a command runs with, `(actor, *, room_id, **args)`; only
+    # `delete` renames its argument (the protocol's `id` is the service's `message_id`).
     by_room = {
-        "delete": lambda actor, *, room_id, id: services.check_delete_message(actor, room_id, message_id=id),
-        "mute": lambda actor, *, room_id, **args: services.check_mute(actor, room_id, **args),
-        "unmute": lambda actor, *, room_id, **args: services.check_unmute(actor, room_id, **args),
-        "kick": lambda actor, *, room_id, **args: services.check_kick(actor, room_id, **args),
-        "ban": lambda actor, *, room_id, **args: services.check_ban(actor, room_id, **args),
-        "unban": lambda actor, *, room_id, **args: services.check_unban(actor, room_id, **args),
-        "slow_mode": lambda actor, *, room_id, **args: services.check_set_slow_mode(actor, room_id, **args),
+        "delete": lambda actor, *, room_id, id: services.check_delete_message(actor, room_id=room_id, message_id=id),
+        "mute": services.check_mute,
+        "unmute": services.check_unmute,
+        "kick": services.check_kick,
+        "ban": services.check_ban,
+        "unban": services.check_unban,
+        "slow_mode": services.check_set_slow_mode,
     }
     for kind, run in by_room.items():
         register_socket_command(kind, SocketCommand(run=run, reply=_acked_with_seq))

@@ -2,7 +2,8 @@
 
 `check_*` resolves and authorizes an untrusted actor (consumer, views, admin) and calls
 `do_*`, which writes, audits and appends the `moderation` room event in one transaction.
-Management commands call `do_*` directly.
+Management commands call `do_*` directly. Both take the acting user first and keyword-only
+ids after it (see rooms.services).
 """
 
 from __future__ import annotations
@@ -89,76 +90,76 @@ def _reason(reason: str) -> str:
 # Mute.
 
 
-def check_mute(actor, room_id: int, *, user: int | str, seconds: int, reason: str = "") -> RoomEvent:
+def check_mute(actor, *, room_id: int, user: int | str, seconds: int, reason: str = "") -> RoomEvent:
     room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=MODERATOR, target=target)
-    return do_mute(room_id=room.pk, target_id=target.pk, by_id=actor.pk, seconds=seconds, reason=reason)
+    return do_mute(actor, room_id=room.pk, target_id=target.pk, seconds=seconds, reason=reason)
 
 
 @transaction.atomic
-def do_mute(*, room_id: int, target_id: int, by_id: int | None, seconds: int, reason: str = "") -> RoomEvent:
+def do_mute(actor, *, room_id: int, target_id: int, seconds: int, reason: str = "") -> RoomEvent:
     if type(seconds) is not int or not 1 <= seconds <= MAX_MUTE_SECONDS:
         raise BadRequest(f"A mute lasts 1 to {MAX_MUTE_SECONDS} seconds.")
-    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
+    room, target = room_by_id(room_id), _user(target_id)
     now = timezone.now()
     until = now + timedelta(seconds=seconds)
-    _end_active(Mute, room, target, by=by, now=now)
-    Mute.objects.create(room=room, user=target, by=by, reason=_reason(reason), created_at=now, until=until)
+    _end_active(Mute, room, target, by=actor, now=now)
+    Mute.objects.create(room=room, user=target, by=actor, reason=_reason(reason), created_at=now, until=until)
     return _moderation_event(
-        room, action="mute", by=by, target=target, until=until, seconds=seconds, reason=_reason(reason)
+        room, action="mute", by=actor, target=target, until=until, seconds=seconds, reason=_reason(reason)
     )
 
 
-def check_unmute(actor, room_id: int, *, user: int | str) -> RoomEvent:
+def check_unmute(actor, *, room_id: int, user: int | str) -> RoomEvent:
     room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=MODERATOR, target=target)
-    return do_unmute(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
+    return do_unmute(actor, room_id=room.pk, target_id=target.pk)
 
 
-def do_unmute(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
-    return _lift(Mute, action="unmute", state="muted", room_id=room_id, target_id=target_id, by_id=by_id)
+def do_unmute(actor, *, room_id: int, target_id: int) -> RoomEvent:
+    return _lift(actor, Mute, action="unmute", state="muted", room_id=room_id, target_id=target_id)
 
 
 # Kick and ban.
 
 
-def check_kick(actor, room_id: int, *, user: int | str, reason: str = "") -> RoomEvent:
+def check_kick(actor, *, room_id: int, user: int | str, reason: str = "") -> RoomEvent:
     room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=MODERATOR, target=target)
-    return do_kick(room_id=room.pk, target_id=target.pk, by_id=actor.pk, reason=reason)
+    return do_kick(actor, room_id=room.pk, target_id=target.pk, reason=reason)
 
 
 @transaction.atomic
-def do_kick(*, room_id: int, target_id: int, by_id: int | None, reason: str = "") -> RoomEvent:
-    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
-    return _moderation_event(room, action="kick", by=by, target=target, reason=_reason(reason), close_code=Close.KICKED)
+def do_kick(actor, *, room_id: int, target_id: int, reason: str = "") -> RoomEvent:
+    room, target = room_by_id(room_id), _user(target_id)
+    return _moderation_event(
+        room, action="kick", by=actor, target=target, reason=_reason(reason), close_code=Close.KICKED
+    )
 
 
-def check_ban(actor, room_id: int, *, user: int | str, seconds: int | None = None, reason: str = "") -> RoomEvent:
+def check_ban(actor, *, room_id: int, user: int | str, seconds: int | None = None, reason: str = "") -> RoomEvent:
     room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=HOST, target=target)
-    return do_ban(room_id=room.pk, target_id=target.pk, by_id=actor.pk, seconds=seconds, reason=reason)
+    return do_ban(actor, room_id=room.pk, target_id=target.pk, seconds=seconds, reason=reason)
 
 
 @transaction.atomic
-def do_ban(
-    *, room_id: int, target_id: int, by_id: int | None, seconds: int | None = None, reason: str = ""
-) -> RoomEvent:
+def do_ban(actor, *, room_id: int, target_id: int, seconds: int | None = None, reason: str = "") -> RoomEvent:
     if seconds is not None and (type(seconds) is not int or not 1 <= seconds <= MAX_BAN_SECONDS):
         raise BadRequest("A timed ban lasts 1 second to 10 years; leave `seconds` out for a permanent ban.")
-    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
+    room, target = room_by_id(room_id), _user(target_id)
     now = timezone.now()
     until = now + timedelta(seconds=seconds) if seconds is not None else None
-    _end_active(Ban, room, target, by=by, now=now)
-    Ban.objects.create(room=room, user=target, by=by, reason=_reason(reason), created_at=now, until=until)
+    _end_active(Ban, room, target, by=actor, now=now)
+    Ban.objects.create(room=room, user=target, by=actor, reason=_reason(reason), created_at=now, until=until)
     return _moderation_event(
         room,
         action="ban",
-        by=by,
+        by=actor,
         target=target,
         until=until,
         seconds=seconds,
@@ -167,30 +168,30 @@ def do_ban(
     )
 
 
-def check_unban(actor, room_id: int, *, user: int | str) -> RoomEvent:
+def check_unban(actor, *, room_id: int, user: int | str) -> RoomEvent:
     room = room_by_id(room_id)
     target = find_user(user)
     authorize(actor, room, min_rank=HOST, target=target)
-    return do_unban(room_id=room.pk, target_id=target.pk, by_id=actor.pk)
+    return do_unban(actor, room_id=room.pk, target_id=target.pk)
 
 
-def do_unban(*, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
-    return _lift(Ban, action="unban", state="banned", room_id=room_id, target_id=target_id, by_id=by_id)
+def do_unban(actor, *, room_id: int, target_id: int) -> RoomEvent:
+    return _lift(actor, Ban, action="unban", state="banned", room_id=room_id, target_id=target_id)
 
 
 @transaction.atomic
-def _lift(model, *, action: str, state: str, room_id: int, target_id: int, by_id: int | None) -> RoomEvent:
+def _lift(actor, model, *, action: str, state: str, room_id: int, target_id: int) -> RoomEvent:
     """End a mute or ban early."""
-    room, target, by = room_by_id(room_id), _user(target_id), _user(by_id) if by_id else None
-    if not _end_active(model, room, target, by=by, now=timezone.now()):
+    room, target = room_by_id(room_id), _user(target_id)
+    if not _end_active(model, room, target, by=actor, now=timezone.now()):
         raise NotFound(f"{target.get_username()} is not {state}.")
-    return _moderation_event(room, action=action, by=by, target=target)
+    return _moderation_event(room, action=action, by=actor, target=target)
 
 
 # Deleting messages.
 
 
-def check_delete_message(actor, room_id: int, *, message_id: int) -> RoomEvent:
+def check_delete_message(actor, *, room_id: int, message_id: int) -> RoomEvent:
     room = room_by_id(room_id)
     message = Message.objects.filter(pk=message_id, room=room).select_related("author").first()
     if message is None or message.is_deleted:
@@ -199,29 +200,28 @@ def check_delete_message(actor, room_id: int, *, message_id: int) -> RoomEvent:
         raise Unauthenticated("Sign in first.")
     if message.author_id != actor.pk:
         authorize(actor, room, min_rank=MODERATOR, target=message.author)
-    return do_delete_message(message_id=message.pk, by_id=actor.pk)
+    return do_delete_message(actor, message_id=message.pk)
 
 
 @transaction.atomic
-def do_delete_message(*, message_id: int, by_id: int | None) -> RoomEvent:
+def do_delete_message(actor, *, message_id: int) -> RoomEvent:
     """Hide a message everywhere: its log entry and every quote of it are redacted in
     place, and a `message_deleted` event tells live viewers."""
     message = Message.objects.select_for_update().select_related("room", "author").get(pk=message_id)
     if message.is_deleted:
         raise NotFound("That message is already deleted.")
-    by = _user(by_id) if by_id else None
     now = timezone.now()
     # The row keeps its body for staff in the admin; everything viewers can read is redacted.
-    message.deleted_at, message.deleted_by = now, by
+    message.deleted_at, message.deleted_by = now, actor
     message.save(update_fields=["deleted_at", "deleted_by"])
     _redact_logged(message.room_id, message.seq, lambda data: data.update(body="", deleted=True, mentions=[]))
     for reply in Message.objects.filter(reply_to=message).only("room_id", "seq"):
         _redact_logged(reply.room_id, reply.seq, _redact_quote)
     room = message.room
-    if by is not None and by.pk != message.author_id:
+    if actor is not None and actor.pk != message.author_id:
         AuditEntry.objects.create(
             room=room,
-            actor=by,
+            actor=actor,
             action="delete",
             target=message.author,
             created_at=now,
@@ -229,7 +229,7 @@ def do_delete_message(*, message_id: int, by_id: int | None) -> RoomEvent:
         )
     return append_event(
         room.pk,
-        event=events.message_deleted(id=message.pk, by=user_in_room(by, room) if by is not None else None),
+        event=events.message_deleted(id=message.pk, by=user_in_room(actor, room) if actor is not None else None),
         actor_id=None,
     )
 
@@ -248,14 +248,14 @@ def _redact_logged(room_id: int, seq: int, redact) -> None:
 # Slow mode.
 
 
-def check_set_slow_mode(actor, room_id: int, *, seconds: int) -> RoomEvent:
+def check_set_slow_mode(actor, *, room_id: int, seconds: int) -> RoomEvent:
     room = room_by_id(room_id)
     authorize(actor, room, min_rank=MODERATOR)
-    return do_set_slow_mode(room_id=room.pk, by_id=actor.pk, seconds=seconds)
+    return do_set_slow_mode(actor, room_id=room.pk, seconds=seconds)
 
 
 @transaction.atomic
-def do_set_slow_mode(*, room_id: int, by_id: int | None, seconds: int) -> RoomEvent:
+def do_set_slow_mode(actor, *, room_id: int, seconds: int) -> RoomEvent:
     if type(seconds) is not int or not 0 <= seconds <= MAX_SLOW_MODE_SECONDS:
         raise BadRequest(f"Slow mode is 0 (off) to {MAX_SLOW_MODE_SECONDS} seconds.")
     room = Room.objects.select_for_update().filter(pk=room_id).first()
@@ -268,7 +268,7 @@ def do_set_slow_mode(*, room_id: int, by_id: int | None, seconds: int) -> RoomEv
     if was_auto:
         # Viewers showing "automatic" learn that it is the moderators' setting now.
         append_event(room.pk, event=room_event(room), actor_id=None)
-    return _moderation_event(room, action="slow_mode", by=_user(by_id) if by_id else None, seconds=seconds)
+    return _moderation_event(room, action="slow_mode", by=actor, seconds=seconds)
 
 
 # Personal blocks.
@@ -280,26 +280,27 @@ def check_block(actor, *, user: int | str) -> set[int]:
     target = find_user(user)
     if target.pk == actor.pk:
         raise BadRequest("You cannot block yourself.")
-    return do_block(blocker_id=actor.pk, blocked_id=target.pk)
+    return do_block(actor, target_id=target.pk)
 
 
 @transaction.atomic
-def do_block(*, blocker_id: int, blocked_id: int) -> set[int]:
-    Block.objects.get_or_create(blocker_id=blocker_id, blocked_id=blocked_id)
-    return _blocks_changed(blocker_id)
+def do_block(actor, *, target_id: int) -> set[int]:
+    """Hide `target_id`'s lines from the actor, everywhere; the actor's new block list."""
+    Block.objects.get_or_create(blocker_id=actor.pk, blocked_id=target_id)
+    return _blocks_changed(actor.pk)
 
 
 def check_unblock(actor, *, user: int | str) -> set[int]:
     if not actor.is_authenticated:
         raise Unauthenticated("Sign in first.")
     target = find_user(user)
-    return do_unblock(blocker_id=actor.pk, blocked_id=target.pk)
+    return do_unblock(actor, target_id=target.pk)
 
 
 @transaction.atomic
-def do_unblock(*, blocker_id: int, blocked_id: int) -> set[int]:
-    Block.objects.filter(blocker_id=blocker_id, blocked_id=blocked_id).delete()
-    return _blocks_changed(blocker_id)
+def do_unblock(actor, *, target_id: int) -> set[int]:
+    Block.objects.filter(blocker_id=actor.pk, blocked_id=target_id).delete()
+    return _blocks_changed(actor.pk)
 
 
 def _blocks_changed(user_id: int) -> set[int]:

@@ -72,6 +72,7 @@ class RoomAdmin(RoomScopedAdmin):
             room = self.run_service(
                 request,
                 services.do_create_room,
+                request.user,
                 slug=obj.slug,
                 title=obj.title,
                 host_username=obj.owner.get_username(),
@@ -85,7 +86,7 @@ class RoomAdmin(RoomScopedAdmin):
                 request,
                 services.check_update_room,
                 request.user,
-                obj.pk,
+                room_id=obj.pk,
                 title=obj.title if "title" in form.changed_data else None,
                 is_live=obj.is_live if "is_live" in form.changed_data else None,
                 success="Room updated.",
@@ -117,7 +118,7 @@ class MembershipAdmin(RoomScopedAdmin):
             request,
             services.check_set_role,
             request.user,
-            obj.room_id,
+            room_id=obj.room_id,
             username=obj.user.get_username(),
             role=obj.role,
             success=f"{obj.user} is now {obj.role} of {obj.room}.",
@@ -132,7 +133,7 @@ class MembershipAdmin(RoomScopedAdmin):
                 request,
                 services.check_set_role,
                 request.user,
-                membership.room_id,
+                room_id=membership.room_id,
                 username=membership.user.get_username(),
                 role="member",
                 success=f"{membership.user} is a member of {membership.room} again.",
@@ -231,7 +232,7 @@ class NoticeAdmin(RoomScopedAdmin):
             notice = self.run_service(
                 request,
                 services.do_site_announce,
-                by_id=request.user.pk,
+                request.user,
                 body=obj.body,
                 level=obj.level,
                 success="Site notice posted to every room.",
@@ -241,7 +242,7 @@ class NoticeAdmin(RoomScopedAdmin):
                 request,
                 services.check_announce,
                 request.user,
-                obj.room_id,
+                room_id=obj.room_id,
                 body=obj.body,
                 level=obj.level,
                 success=f"Notice posted to {obj.room}.",
@@ -259,9 +260,7 @@ class WalletAdmin(StaffOnlyAdmin):
 
     def _grant(self, request, queryset, amount):
         for wallet in queryset:
-            services.do_grant_coins(
-                user_id=wallet.user_id, amount=amount, by_id=request.user.pk, note="granted in the admin"
-            )
+            services.do_grant_coins(request.user, user_id=wallet.user_id, amount=amount, note="granted in the admin")
         self.message_user(request, f"Granted {amount} coins to {queryset.count()} wallet(s).")
 
     @admin.action(description="Grant 100 coins")

@@ -103,18 +103,20 @@ async def roster(conn, command: Command) -> str:
 
 
 async def tip(conn, command: Command) -> str:
-    tip = await writes(services.check_send_tip)(conn.user, conn.room_id, client_id=command.client_id, **command.args)
+    tip = await writes(services.check_send_tip)(
+        conn.user, room_id=conn.room_id, client_id=command.client_id, **command.args
+    )
     balance = await writes(services.balance_of)(conn.user_id)
     return frames.ack(command.client_id, id=tip.pk, seq=tip.seq, balance=balance)
 
 
 async def room_status(conn, command: Command) -> str:
-    event = await writes(services.check_update_room)(conn.user, conn.room_id, **command.args)
+    event = await writes(services.check_update_room)(conn.user, room_id=conn.room_id, **command.args)
     return frames.ack(command.client_id, seq=event.seq)
 
 
 async def announce(conn, command: Command) -> str:
-    event = await writes(services.check_announce)(conn.user, conn.room_id, **command.args)
+    event = await writes(services.check_announce)(conn.user, room_id=conn.room_id, **command.args)
     return frames.ack(command.client_id, seq=event.seq)
 
 

@@ -147,4 +147,4 @@ def room_role_changed(sender, instance, raw=False, **kwargs):
 @receiver(pre_delete, sender=User)
 def forget_deleted_user(sender, instance, **kwargs):
     # In the deleting transaction: if the delete fails, the names come back with it.
-    do_forget_user_names(instance.pk)
+    do_forget_user_names(None, user_id=instance.pk)

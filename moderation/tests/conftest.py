@@ -28,7 +28,7 @@ def cohost(room):
     from rooms.services import do_set_role
 
     user = make_user("cora_cohost")
-    do_set_role(room_id=room.pk, username=user.username, role="host")
+    do_set_role(None, room_id=room.pk, username=user.username, role="host")
     return user
 
 
@@ -38,7 +38,7 @@ def comoderator(room):
     from rooms.services import do_set_role
 
     user = make_user("milo_mod")
-    do_set_role(room_id=room.pk, username=user.username, role="moderator")
+    do_set_role(None, room_id=room.pk, username=user.username, role="moderator")
     return user
 
 

@@ -159,7 +159,9 @@ async def test_ban_closes_the_target_with_4403_and_refuses_its_new_connections(c
 async def test_a_ban_closes_only_the_connections_to_that_room(connect, room, host, viewer, outsider):
     from rooms.services import do_create_room
 
-    other = await db(lambda: do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username))
+    other = await db(
+        lambda: do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
+    )
     hana = await connect(room, host)
     here = await connect(room, viewer, label="vic-here")
     elsewhere = await connect(other, viewer, label="vic-elsewhere")

@@ -76,37 +76,37 @@ def cast(host, room, cohost, moderator, comoderator, viewer, outsider, staff, st
 def prepare(action: str, room: Room, actor, target):
     """What must exist for the action to make sense: a mute to lift, a message to delete."""
     if action == "unmute":
-        moderation.do_mute(room_id=room.pk, target_id=target.pk, by_id=None, seconds=600)
+        moderation.do_mute(None, room_id=room.pk, target_id=target.pk, seconds=600)
     elif action == "unban":
-        moderation.do_ban(room_id=room.pk, target_id=target.pk, by_id=None)
+        moderation.do_ban(None, room_id=room.pk, target_id=target.pk)
     elif action == "delete":
-        return do_send_message(room=room, author=target, body="a line to delete")
+        return do_send_message(target, room_id=room.pk, body="a line to delete")
     elif action == "delete_own":
         # A guest has no messages of its own; it tries someone else's.
         author = actor if actor.is_authenticated else target
-        return do_send_message(room=room, author=author, body="my own line")
+        return do_send_message(author, room_id=room.pk, body="my own line")
     return None
 
 
 def perform(action: str, room: Room, actor, target, message: Message | None) -> RoomEvent:
     if action == "mute":
-        return moderation.check_mute(actor, room.pk, user=target.pk, seconds=60, reason="spam")
+        return moderation.check_mute(actor, room_id=room.pk, user=target.pk, seconds=60, reason="spam")
     if action == "unmute":
-        return moderation.check_unmute(actor, room.pk, user=target.pk)
+        return moderation.check_unmute(actor, room_id=room.pk, user=target.pk)
     if action == "kick":
-        return moderation.check_kick(actor, room.pk, user=target.pk)
+        return moderation.check_kick(actor, room_id=room.pk, user=target.pk)
     if action == "ban":
-        return moderation.check_ban(actor, room.pk, user=target.pk, reason="spam")
+        return moderation.check_ban(actor, room_id=room.pk, user=target.pk, reason="spam")
     if action == "unban":
-        return moderation.check_unban(actor, room.pk, user=target.pk)
+        return moderation.check_unban(actor, room_id=room.pk, user=target.pk)
     if action in ("delete", "delete_own"):
-        return moderation.check_delete_message(actor, room.pk, message_id=message.pk)
+        return moderation.check_delete_message(actor, room_id=room.pk, message_id=message.pk)
     if action == "slow_mode":
-        return moderation.check_set_slow_mode(actor, room.pk, seconds=10)
+        return moderation.check_set_slow_mode(actor, room_id=room.pk, seconds=10)
     if action == "announce":
-        return check_announce(actor, room.pk, body="Be kind", level="info")
+        return check_announce(actor, room_id=room.pk, body="Be kind", level="info")
     if action == "room_status":
-        return check_update_room(actor, room.pk, title="Renamed")
+        return check_update_room(actor, room_id=room.pk, title="Renamed")
     raise AssertionError(action)
 
 
@@ -179,7 +179,7 @@ def test_nobody_moderates_themselves(cast, room, role, action):
 @pytest.mark.parametrize("action", ["mute", "kick", "ban", "delete", "slow_mode", "announce", "room_status"])
 def test_hosting_one_room_gives_no_power_in_another(room, host, outsider, action):
     # Hosts carry is_staff to enter the admin; that alone must not make them site staff.
-    elsewhere = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    elsewhere = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     bystander = make_user("bea_bystander")
     host.refresh_from_db()
     assert host.is_staff and not host.is_superuser
@@ -194,7 +194,7 @@ def test_hosting_one_room_gives_no_power_in_another(room, host, outsider, action
 
 
 def test_site_staff_by_permission_outranks_the_host(room, host, staff2):
-    event = moderation.check_ban(staff2, room.pk, user=host.pk, seconds=60)
+    event = moderation.check_ban(staff2, room_id=room.pk, user=host.pk, seconds=60)
 
     assert (event.data["action"], event.data["target"]["id"]) == ("ban", host.pk)
     assert event.data["by"] == {"id": staff2.pk, "name": staff2.username, "role": "member", "staff": True}
@@ -203,7 +203,7 @@ def test_site_staff_by_permission_outranks_the_host(room, host, staff2):
 
 def test_moderator_may_not_ban_even_a_plain_member(room, moderator, viewer):
     with pytest.raises(ChatError) as refused:
-        moderation.check_ban(moderator, room.pk, user=viewer.pk)
+        moderation.check_ban(moderator, room_id=room.pk, user=viewer.pk)
 
     assert refused.value.code == FORBIDDEN
     assert "hosts and staff" in refused.value.detail
@@ -213,10 +213,10 @@ def test_moderator_may_not_ban_even_a_plain_member(room, moderator, viewer):
 def test_a_removed_moderator_loses_their_powers(room, moderator, viewer):
     from rooms.services import do_set_role
 
-    do_set_role(room_id=room.pk, username=moderator.username, role="member")
+    do_set_role(None, room_id=room.pk, username=moderator.username, role="member")
 
     with pytest.raises(ChatError) as refused:
-        moderation.check_mute(moderator, room.pk, user=viewer.pk, seconds=60)
+        moderation.check_mute(moderator, room_id=room.pk, user=viewer.pk, seconds=60)
 
     assert refused.value.code == FORBIDDEN
     assert not Mute.objects.exists()

@@ -104,7 +104,7 @@ async def test_demoted_moderator_gets_forbidden_and_the_roster_shows_the_new_rol
     vic = await connect(room, viewer)
     assert mod.welcome["you"]["role"] == "moderator"
 
-    await database_sync_to_async(do_set_role)(room_id=room.pk, username=moderator.username, role="member")
+    await database_sync_to_async(do_set_role)(None, room_id=room.pk, username=moderator.username, role="member")
 
     assert (await until(mod, "you"))["role"] == "member"
     delta = await until(vic, "presence", team=[])
@@ -122,7 +122,7 @@ async def test_a_viewer_appointed_moderator_can_moderate_at_once(connect, room, 
     await connect(room, outsider)
     assert (await mute_attempt(vic, outsider, "m-1"))["code"] == "forbidden"
 
-    await database_sync_to_async(do_set_role)(room_id=room.pk, username=viewer.username, role="moderator")
+    await database_sync_to_async(do_set_role)(None, room_id=room.pk, username=viewer.username, role="moderator")
 
     assert (await until(vic, "you"))["role"] == "moderator"
     assert (await mute_attempt(vic, outsider, "m-2"))["type"] == "ack"

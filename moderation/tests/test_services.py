@@ -65,7 +65,7 @@ def refused(action, *args, **kwargs) -> ChatError:
 
 
 def send(user, room, body="hello", client_id=None):
-    return run(check_send_message, user, room.pk, body=body, client_id=client_id)
+    return run(check_send_message, user, room_id=room.pk, body=body, client_id=client_id)
 
 
 # Mute.
@@ -74,7 +74,7 @@ def send(user, room, body="hello", client_id=None):
 def test_mute_stores_an_expiring_mute_audits_it_and_publishes_the_next_seq(room, moderator, viewer, broadcasts):
     send(viewer, room, "first")
 
-    event = run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=600, reason=" spam ")
+    event = run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=600, reason=" spam ")
 
     mute = Mute.objects.get()
     expected = {
@@ -101,8 +101,8 @@ def test_mute_stores_an_expiring_mute_audits_it_and_publishes_the_next_seq(room,
 
 
 def test_muting_again_ends_the_previous_mute_and_starts_a_new_one(room, moderator, viewer):
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=600)
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=60, reason="shorter")
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=600)
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=60, reason="shorter")
 
     first, second = Mute.objects.order_by("pk")
     assert first.ended_at is not None and first.ended_by == moderator
@@ -112,14 +112,14 @@ def test_muting_again_ends_the_previous_mute_and_starts_a_new_one(room, moderato
 
 
 def test_mute_accepts_a_user_name_and_the_two_week_maximum(room, moderator, viewer):
-    event = run(moderation.check_mute, moderator, room.pk, user=viewer.username, seconds=TWO_WEEKS)
+    event = run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.username, seconds=TWO_WEEKS)
 
     assert event.data["seconds"] == TWO_WEEKS
     assert Mute.objects.get().user == viewer
 
 
 def test_muted_viewer_gets_muted_error_with_retry_after_and_nothing_is_stored(room, moderator, viewer, broadcasts):
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=300)
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=300)
     before = snapshot(room)
 
     error = refused(send, viewer, room, "can you hear me", "c-1")
@@ -132,7 +132,7 @@ def test_muted_viewer_gets_muted_error_with_retry_after_and_nothing_is_stored(ro
 
 
 def test_muted_user_may_send_again_once_the_mute_expires(room, moderator, viewer):
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=300)
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=300)
     # Time travel: the mute ran out a second ago.
     Mute.objects.update(until=timezone.now() - timedelta(seconds=1))
 
@@ -146,17 +146,17 @@ def test_muted_user_may_send_again_once_the_mute_expires(room, moderator, viewer
 def test_a_mute_in_one_room_does_not_silence_another(room, moderator, viewer, outsider):
     from rooms.services import do_create_room
 
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=300)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=300)
 
     assert refused(send, viewer, room).code == "muted"
     assert send(viewer, other, "fine over here").room == other
 
 
 def test_unmute_ends_the_mute_early_and_publishes_it(room, moderator, viewer, broadcasts):
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=300)
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=300)
 
-    event = run(moderation.check_unmute, moderator, room.pk, user=viewer.pk)
+    event = run(moderation.check_unmute, moderator, room_id=room.pk, user=viewer.pk)
 
     assert without_ts(event.data) == {
         "type": "moderation",
@@ -178,7 +178,7 @@ def test_unmute_ends_the_mute_early_and_publishes_it(room, moderator, viewer, br
 def test_unmute_of_someone_not_muted_is_not_found_and_changes_nothing(room, moderator, viewer, broadcasts):
     before = snapshot(room)
 
-    error = refused(moderation.check_unmute, moderator, room.pk, user=viewer.pk)
+    error = refused(moderation.check_unmute, moderator, room_id=room.pk, user=viewer.pk)
 
     assert error.code == "not_found"
     assert snapshot(room) == before
@@ -186,17 +186,17 @@ def test_unmute_of_someone_not_muted_is_not_found_and_changes_nothing(room, mode
 
 
 def test_unmute_after_the_mute_ran_out_is_not_found(room, moderator, viewer):
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=60)
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=60)
     Mute.objects.update(until=timezone.now() - timedelta(seconds=1))
 
-    assert refused(moderation.check_unmute, moderator, room.pk, user=viewer.pk).code == "not_found"
+    assert refused(moderation.check_unmute, moderator, room_id=room.pk, user=viewer.pk).code == "not_found"
 
 
 @pytest.mark.parametrize("user_ref", [987654, "nobody_here"], ids=["id", "name"])
 def test_mute_of_an_unknown_user_is_not_found_and_changes_nothing(room, moderator, user_ref, broadcasts):
     before = snapshot(room)
 
-    error = refused(moderation.check_mute, moderator, room.pk, user=user_ref, seconds=60)
+    error = refused(moderation.check_mute, moderator, room_id=room.pk, user=user_ref, seconds=60)
 
     assert isinstance(error, NotFound)
     assert snapshot(room) == before
@@ -211,7 +211,7 @@ def test_mute_of_an_unknown_user_is_not_found_and_changes_nothing(room, moderato
 def test_mute_with_bad_seconds_is_bad_request_and_changes_nothing(room, moderator, viewer, seconds, broadcasts):
     before = snapshot(room)
 
-    error = refused(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=seconds)
+    error = refused(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=seconds)
 
     assert isinstance(error, BadRequest)
     assert snapshot(room) == before
@@ -219,10 +219,10 @@ def test_mute_with_bad_seconds_is_bad_request_and_changes_nothing(room, moderato
 
 
 def test_refused_remute_leaves_the_running_mute_in_place(room, moderator, viewer):
-    run(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=600)
+    run(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=600)
     before = snapshot(room)
 
-    error = refused(moderation.check_mute, moderator, room.pk, user=viewer.pk, seconds=60, reason="x" * 201)
+    error = refused(moderation.check_mute, moderator, room_id=room.pk, user=viewer.pk, seconds=60, reason="x" * 201)
 
     assert isinstance(error, BadRequest)
     assert snapshot(room) == before
@@ -230,22 +230,22 @@ def test_refused_remute_leaves_the_running_mute_in_place(room, moderator, viewer
 
 
 def test_anonymous_cannot_mute(room, viewer):
-    error = refused(moderation.check_mute, AnonymousUser(), room.pk, user=viewer.pk, seconds=60)
+    error = refused(moderation.check_mute, AnonymousUser(), room_id=room.pk, user=viewer.pk, seconds=60)
 
     assert isinstance(error, Unauthenticated)
     assert not Mute.objects.exists()
 
 
 def test_moderation_in_an_unknown_room_is_not_found(moderator, viewer):
-    assert refused(moderation.check_mute, moderator, 424242, user=viewer.pk, seconds=60).code == "not_found"
-    assert refused(moderation.check_set_slow_mode, moderator, 424242, seconds=5).code == "not_found"
+    assert refused(moderation.check_mute, moderator, room_id=424242, user=viewer.pk, seconds=60).code == "not_found"
+    assert refused(moderation.check_set_slow_mode, moderator, room_id=424242, seconds=5).code == "not_found"
 
 
 # Kick.
 
 
 def test_kick_publishes_an_event_that_closes_the_target_with_4000(room, moderator, viewer, broadcasts):
-    event = run(moderation.check_kick, moderator, room.pk, user=viewer.pk, reason="cool off")
+    event = run(moderation.check_kick, moderator, room_id=room.pk, user=viewer.pk, reason="cool off")
 
     assert without_ts(event.data) == {
         "type": "moderation",
@@ -269,7 +269,7 @@ def test_kick_publishes_an_event_that_closes_the_target_with_4000(room, moderato
 
 
 def test_timed_ban_stores_the_ban_closes_the_target_with_4403_and_blocks_sending(room, host, viewer, broadcasts):
-    event = run(moderation.check_ban, host, room.pk, user=viewer.pk, seconds=3600, reason="abuse")
+    event = run(moderation.check_ban, host, room_id=room.pk, user=viewer.pk, seconds=3600, reason="abuse")
 
     ban = Ban.objects.get()
     assert without_ts(event.data) == {
@@ -293,7 +293,7 @@ def test_timed_ban_stores_the_ban_closes_the_target_with_4403_and_blocks_sending
 
 
 def test_permanent_ban_has_no_end(room, host, viewer, broadcasts):
-    event = run(moderation.check_ban, host, room.pk, user=viewer.pk)
+    event = run(moderation.check_ban, host, room_id=room.pk, user=viewer.pk)
 
     ban = Ban.objects.get()
     assert ban.until is None and ban.is_permanent
@@ -304,16 +304,16 @@ def test_permanent_ban_has_no_end(room, host, viewer, broadcasts):
 
 
 def test_banned_user_may_send_again_once_a_timed_ban_expires(room, host, viewer):
-    run(moderation.check_ban, host, room.pk, user=viewer.pk, seconds=60)
+    run(moderation.check_ban, host, room_id=room.pk, user=viewer.pk, seconds=60)
     Ban.objects.update(until=timezone.now() - timedelta(seconds=1))
 
     assert send(viewer, room, "served my time").pk
 
 
 def test_unban_ends_the_ban_audits_and_publishes_it(room, host, viewer, broadcasts):
-    run(moderation.check_ban, host, room.pk, user=viewer.pk)
+    run(moderation.check_ban, host, room_id=room.pk, user=viewer.pk)
 
-    event = run(moderation.check_unban, host, room.pk, user=viewer.username)
+    event = run(moderation.check_unban, host, room_id=room.pk, user=viewer.username)
 
     assert (event.data["action"], event.data["target"], event.data["by"]) == (
         "unban",
@@ -332,7 +332,7 @@ def test_unban_ends_the_ban_audits_and_publishes_it(room, host, viewer, broadcas
 def test_unban_of_someone_not_banned_is_not_found(room, host, viewer, broadcasts):
     before = snapshot(room)
 
-    assert refused(moderation.check_unban, host, room.pk, user=viewer.pk).code == "not_found"
+    assert refused(moderation.check_unban, host, room_id=room.pk, user=viewer.pk).code == "not_found"
     assert snapshot(room) == before
     assert broadcasts == []
 
@@ -345,7 +345,7 @@ def test_unban_of_someone_not_banned_is_not_found(room, host, viewer, broadcasts
 def test_ban_with_bad_seconds_is_bad_request_and_changes_nothing(room, host, viewer, seconds, broadcasts):
     before = snapshot(room)
 
-    error = refused(moderation.check_ban, host, room.pk, user=viewer.pk, seconds=seconds)
+    error = refused(moderation.check_ban, host, room_id=room.pk, user=viewer.pk, seconds=seconds)
 
     assert isinstance(error, BadRequest)
     assert snapshot(room) == before
@@ -355,15 +355,15 @@ def test_ban_with_bad_seconds_is_bad_request_and_changes_nothing(room, host, vie
 def test_ban_of_an_unknown_user_is_not_found(room, host, broadcasts):
     before = snapshot(room)
 
-    assert refused(moderation.check_ban, host, room.pk, user="ghost").code == "not_found"
+    assert refused(moderation.check_ban, host, room_id=room.pk, user="ghost").code == "not_found"
     assert snapshot(room) == before
 
 
 def test_a_ban_in_one_room_does_not_reach_another(room, host, viewer, outsider):
     from rooms.services import do_create_room
 
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
-    run(moderation.check_ban, host, room.pk, user=viewer.pk)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
+    run(moderation.check_ban, host, room_id=room.pk, user=viewer.pk)
 
     assert refused(send, viewer, room).code == "banned"
     assert send(viewer, other, "still welcome here").room == other
@@ -375,7 +375,7 @@ def test_a_ban_in_one_room_does_not_reach_another(room, host, viewer, outsider):
 def test_author_deletes_their_own_message(room, viewer, broadcasts):
     message = send(viewer, room, "oops, wrong room", "c-1")
 
-    event = run(moderation.check_delete_message, viewer, room.pk, message_id=message.pk)
+    event = run(moderation.check_delete_message, viewer, room_id=room.pk, message_id=message.pk)
 
     assert without_ts(event.data) == {"type": "message_deleted", "seq": 2, "id": message.pk, "by": brief(viewer)}
     message.refresh_from_db()
@@ -389,7 +389,7 @@ def test_author_deletes_their_own_message(room, viewer, broadcasts):
 def test_moderator_deletes_a_members_message_and_it_is_audited(room, moderator, viewer, broadcasts):
     message = send(viewer, room, "something rude")
 
-    event = run(moderation.check_delete_message, moderator, room.pk, message_id=message.pk)
+    event = run(moderation.check_delete_message, moderator, room_id=room.pk, message_id=message.pk)
 
     assert event.data["by"] == brief(moderator, "moderator")
     audit = AuditEntry.objects.get()
@@ -406,7 +406,7 @@ def test_moderator_cannot_delete_the_hosts_message(room, host, moderator, broadc
     message = send(host, room, "welcome everyone")
     before = snapshot(room)
 
-    error = refused(moderation.check_delete_message, moderator, room.pk, message_id=message.pk)
+    error = refused(moderation.check_delete_message, moderator, room_id=room.pk, message_id=message.pk)
 
     assert error.code == "forbidden"
     assert snapshot(room) == before
@@ -418,7 +418,7 @@ def test_deleted_message_is_redacted_in_the_log_with_its_mentions(room, moderato
     message = send(viewer, room, "@otto_outsider the secret plan")
     assert logged(room, message.seq)["mentions"] == [brief(outsider)]
 
-    run(moderation.check_delete_message, moderator, room.pk, message_id=message.pk)
+    run(moderation.check_delete_message, moderator, room_id=room.pk, message_id=message.pk)
 
     data = logged(room, message.seq)
     assert (data["type"], data["id"], data["body"], data["deleted"], data["mentions"]) == (
@@ -435,10 +435,10 @@ def test_deleted_message_is_redacted_in_the_log_with_its_mentions(room, moderato
 
 def test_deleting_a_message_redacts_every_quote_of_it(room, moderator, viewer, outsider):
     original = send(viewer, room, "the secret plan")
-    reply = run(check_send_message, outsider, room.pk, body="what plan?", reply_to_id=original.pk)
+    reply = run(check_send_message, outsider, room_id=room.pk, body="what plan?", reply_to_id=original.pk)
     assert logged(room, reply.seq)["reply_to"]["excerpt"] == "the secret plan"
 
-    event = run(moderation.check_delete_message, moderator, room.pk, message_id=original.pk)
+    event = run(moderation.check_delete_message, moderator, room_id=room.pk, message_id=original.pk)
 
     quoted = logged(room, reply.seq)
     assert quoted["body"] == "what plan?"
@@ -448,8 +448,8 @@ def test_deleting_a_message_redacts_every_quote_of_it(room, moderator, viewer, o
 
 def test_no_history_replay_or_api_response_contains_a_deleted_body(room, moderator, viewer, outsider):
     original = send(viewer, room, "the secret plan")
-    run(check_send_message, outsider, room.pk, body="what plan?", reply_to_id=original.pk)
-    run(moderation.check_delete_message, moderator, room.pk, message_id=original.pk)
+    run(check_send_message, outsider, room_id=room.pk, body="what plan?", reply_to_id=original.pk)
+    run(moderation.check_delete_message, moderator, room_id=room.pk, message_id=original.pk)
 
     first_visit = room_history(room.pk, after=None, blocked=set())
     resumed = room_history(room.pk, after=0, blocked=set())
@@ -465,10 +465,10 @@ def test_no_history_replay_or_api_response_contains_a_deleted_body(room, moderat
 
 def test_reply_to_a_deleted_message_never_quotes_it(room, viewer, outsider):
     original = send(viewer, room, "the secret plan")
-    run(moderation.check_delete_message, viewer, room.pk, message_id=original.pk)
+    run(moderation.check_delete_message, viewer, room_id=room.pk, message_id=original.pk)
 
     try:
-        reply = run(check_send_message, outsider, room.pk, body="what was that?", reply_to_id=original.pk)
+        reply = run(check_send_message, outsider, room_id=room.pk, body="what was that?", reply_to_id=original.pk)
     except NotFound:
         return
     assert logged(room, reply.seq)["reply_to"]["excerpt"] == ""
@@ -478,23 +478,23 @@ def test_reply_to_a_deleted_message_never_quotes_it(room, viewer, outsider):
 def test_deleting_twice_or_elsewhere_or_a_missing_message_is_not_found(room, viewer, outsider):
     from rooms.services import do_create_room
 
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     message = send(viewer, room, "short lived")
-    run(moderation.check_delete_message, viewer, room.pk, message_id=message.pk)
+    run(moderation.check_delete_message, viewer, room_id=room.pk, message_id=message.pk)
     before = snapshot(room)
 
-    assert refused(moderation.check_delete_message, viewer, room.pk, message_id=message.pk).code == "not_found"
-    assert refused(moderation.check_delete_message, viewer, room.pk, message_id=10**9).code == "not_found"
+    assert refused(moderation.check_delete_message, viewer, room_id=room.pk, message_id=message.pk).code == "not_found"
+    assert refused(moderation.check_delete_message, viewer, room_id=room.pk, message_id=10**9).code == "not_found"
     fresh = send(viewer, room, "in the main room")
     before = snapshot(room)
-    assert refused(moderation.check_delete_message, viewer, other.pk, message_id=fresh.pk).code == "not_found"
+    assert refused(moderation.check_delete_message, viewer, room_id=other.pk, message_id=fresh.pk).code == "not_found"
     assert snapshot(room) == before
 
 
 def test_anonymous_cannot_delete(room, viewer):
     message = send(viewer, room, "mine")
 
-    assert refused(moderation.check_delete_message, AnonymousUser(), room.pk, message_id=message.pk).code == (
+    assert refused(moderation.check_delete_message, AnonymousUser(), room_id=room.pk, message_id=message.pk).code == (
         "unauthenticated"
     )
     message.refresh_from_db()
@@ -506,7 +506,7 @@ def test_anonymous_cannot_delete(room, viewer):
 
 @pytest.mark.parametrize("seconds", [0, 1, 30, 120])
 def test_slow_mode_accepts_zero_to_120_seconds(room, moderator, seconds, broadcasts):
-    event = run(moderation.check_set_slow_mode, moderator, room.pk, seconds=seconds)
+    event = run(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=seconds)
 
     assert without_ts(event.data) == {
         "type": "moderation",
@@ -527,10 +527,10 @@ def test_slow_mode_accepts_zero_to_120_seconds(room, moderator, seconds, broadca
 
 @pytest.mark.parametrize("seconds", [121, -1, 2.5, "10", True, None])
 def test_slow_mode_out_of_range_is_bad_request_and_changes_nothing(room, moderator, seconds, broadcasts):
-    run(moderation.check_set_slow_mode, moderator, room.pk, seconds=15)
+    run(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=15)
     before = snapshot(room)
 
-    error = refused(moderation.check_set_slow_mode, moderator, room.pk, seconds=seconds)
+    error = refused(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=seconds)
 
     assert isinstance(error, BadRequest)
     assert snapshot(room) == before
@@ -538,7 +538,7 @@ def test_slow_mode_out_of_range_is_bad_request_and_changes_nothing(room, moderat
 
 
 def test_slow_mode_holds_a_member_to_one_message_per_interval(room, moderator, viewer, frozen_limiter_clock):
-    run(moderation.check_set_slow_mode, moderator, room.pk, seconds=30)
+    run(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=30)
     send(viewer, room, "one")
 
     error = refused(send, viewer, room, "two")
@@ -553,15 +553,15 @@ def test_slow_mode_holds_a_member_to_one_message_per_interval(room, moderator, v
 
 
 def test_slow_mode_off_lets_members_send_freely(room, moderator, viewer):
-    run(moderation.check_set_slow_mode, moderator, room.pk, seconds=30)
+    run(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=30)
     send(viewer, room, "one")
-    run(moderation.check_set_slow_mode, moderator, room.pk, seconds=0)
+    run(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=0)
 
     assert send(viewer, room, "two").pk
 
 
 def test_slow_mode_does_not_apply_to_the_team_or_staff(room, host, moderator, staff):
-    run(moderation.check_set_slow_mode, moderator, room.pk, seconds=120)
+    run(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=120)
 
     for user in (host, moderator, staff):
         send(user, room, "one")
@@ -710,7 +710,7 @@ def test_blocked_authors_are_left_out_of_the_blockers_history_only(room, viewer,
 
 def test_blocks_are_personal_and_never_hide_moderation(room, moderator, viewer):
     run(moderation.check_block, viewer, user=moderator.pk)
-    run(moderation.check_set_slow_mode, moderator, room.pk, seconds=5)
+    run(moderation.check_set_slow_mode, moderator, room_id=room.pk, seconds=5)
 
     history = room_history(room.pk, after=0, blocked=viewer_blocks(viewer))
 

@@ -5,6 +5,12 @@ consumer and views (resolve, authorize, validate, rate-limit) and calls `do_*`, 
 trusted core used directly by the admin and management commands. Every `do_*` writes in
 one transaction, appends its room event to the log in that transaction, and publishes
 the encoded event after commit.
+
+One signature for both tiers: the acting user first, everything else keyword-only ids
+and primitives, and the row the caller needs back.
+
+    check_*(actor, *, room_id, ...)   actor: the request's or socket's user
+    do_*(actor, *, room_id, ...)      actor: a user, or None when the site acts (shell)
 """
 
 from rooms.services.events import append_event, log_event, next_seq

@@ -47,7 +47,7 @@ class SendRequest:
 
 
 def check_send_message(
-    actor, room_id: int, *, body: Any, reply_to_id: int | None = None, client_id: str | None = None
+    actor, *, room_id: int, body: Any, reply_to_id: int | None = None, client_id: str | None = None
 ) -> Message:
     """Post a chat line for a signed-in viewer. Repeating a client_id returns the
     message it stored the first time and stores nothing."""
@@ -238,16 +238,18 @@ def _concerned(prepared: PreparedMessage) -> tuple[int, ...]:
 
 
 def do_send_message(
-    *, room: Room, author, body: str, reply_to: Message | None = None, client_id: str | None = None
+    actor, *, room_id: int, body: str, reply_to_id: int | None = None, client_id: str | None = None
 ) -> Message:
-    """Store and publish a message without the checks (admin, commands, demo data)."""
+    """Store and publish a message from `actor` without the checks (admin, commands, demo data)."""
+    room = Room.objects.get(pk=room_id)
+    reply_to = Message.objects.select_related("author").get(pk=reply_to_id) if reply_to_id is not None else None
     prepared = PreparedMessage(
         room=room,
-        author=author,
+        author=actor,
         body=body,
         reply_to=reply_to,
         client_id=client_id,
-        author_brief=user_in_room(author, room),
+        author_brief=user_in_room(actor, room),
         mentions=resolve_mentions(body, room),
     )
     return store_messages([prepared])[0]

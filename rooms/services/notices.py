@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,34 +26,34 @@ def _clean(body: str, level: str) -> str:
     return body
 
 
-def check_announce(actor, room_id: int, *, body: str, level: str = "info") -> RoomEvent:
+def check_announce(actor, *, room_id: int, body: str, level: str = "info") -> RoomEvent:
     room = room_by_id(room_id)
     authorize(actor, room, min_rank=MODERATOR, denied="Only moderators, hosts and staff can post announcements.")
-    return do_announce(room_id=room.pk, by_id=actor.pk, body=body, level=level)
+    return do_announce(actor, room_id=room.pk, body=body, level=level)
 
 
 @transaction.atomic
-def do_announce(*, room_id: int, by_id: int | None, body: str, level: str = "info") -> RoomEvent:
+def do_announce(actor, *, room_id: int, body: str, level: str = "info") -> RoomEvent:
+    """Post a notice to one room, signed by `actor` (None: unsigned, from the shell)."""
     body = _clean(body, level)
     room = Room.objects.get(pk=room_id)
-    by = get_user_model().objects.get(pk=by_id) if by_id else None
     notice = Notice.objects.create(
-        room=room, level=level, body=body, by=by, pinned_until=_pin_until(), created_at=timezone.now()
+        room=room, level=level, body=body, by=actor, pinned_until=_pin_until(), created_at=timezone.now()
     )
-    return _log_notice(notice, room, by)
+    return _log_notice(notice, room, actor)
 
 
-def do_site_announce(*, by_id: int | None, body: str, level: str = "info") -> Notice:
+def do_site_announce(actor, *, body: str, level: str = "info") -> Notice:
     """One notice in every room's log, each room in its own short transaction so a
-    site with many rooms never holds every room's lock at once."""
+    site with many rooms never holds every room's lock at once. `actor`: the staff
+    member posting it, or None from the shell."""
     body = _clean(body, level)
-    by = get_user_model().objects.get(pk=by_id) if by_id else None
     notice = Notice.objects.create(
-        room=None, level=level, body=body, by=by, pinned_until=_pin_until(), created_at=timezone.now()
+        room=None, level=level, body=body, by=actor, pinned_until=_pin_until(), created_at=timezone.now()
     )
     for room in Room.objects.order_by("pk"):
         with transaction.atomic():
-            _log_notice(notice, room, by)
+            _log_notice(notice, room, actor)
     return notice
 
 

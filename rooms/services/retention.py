@@ -52,7 +52,7 @@ class RoomPruning:
     messages: int
 
 
-def check_prune_days(days: Any) -> int:
+def validate_prune_days(days: Any) -> int:
     """The retention in whole days, or BadRequest with the sentence to show."""
     if isinstance(days, bool) or not isinstance(days, int) or not PRUNE_MIN_DAYS <= days <= PRUNE_MAX_DAYS:
         raise BadRequest(
@@ -61,16 +61,19 @@ def check_prune_days(days: Any) -> int:
     return days
 
 
-def do_prune_events(*, older_than_days: int, room_id: int | None = None, dry_run: bool = False) -> list[RoomPruning]:
+def do_prune_events(
+    actor, *, older_than_days: int, room_id: int | None = None, dry_run: bool = False
+) -> list[RoomPruning]:
     """Delete, per room (every room, or `room_id`'s), the log events stored more than
     `older_than_days` days ago and the messages they carry, and raise the room's floor.
 
     Only a run of the log from its start goes: the floor is the highest seq stored
     before the cut-off, and everything up to it is deleted, so the log stays one
     unbroken run of seqs after the floor. `dry_run` counts and changes nothing.
-    Returns the rooms whose log was (or would be) shortened, by room id.
+    Returns the rooms whose log was (or would be) shortened, by room id. `actor`: who
+    prunes, None from the shell (`manage.py prune_events`).
     """
-    cutoff = timezone.now() - timedelta(days=check_prune_days(older_than_days))
+    cutoff = timezone.now() - timedelta(days=validate_prune_days(older_than_days))
     rooms = Room.objects.order_by("pk")
     if room_id is not None:
         rooms = rooms.filter(pk=room_id)
@@ -120,7 +123,7 @@ def _delete_through(room_id: int, through: int) -> tuple[int, int]:
 
 
 @transaction.atomic
-def do_forget_user_names(user_id: int) -> int:
+def do_forget_user_names(actor, *, user_id: int) -> int:
     """Replace the name of user `user_id` with DELETED_USER_NAME wherever the stored log
     shows them (message authors, mentions, reply quotes, tips' `from`, moderation
     targets and actors, notices' and deletions' `by`); ids stay, so clients still tell
@@ -129,6 +132,7 @@ def do_forget_user_names(user_id: int) -> int:
 
     Returns how many events changed. It reads the whole log once: user-shaped objects
     sit at several places in an event, and an index for them would cost every send.
+    `actor`: who deletes the user, None when that is not known (the signal is not told).
     """
     changed = []
     candidates = RoomEvent.objects.filter(_shows_user(user_id)).select_for_update().order_by("pk")

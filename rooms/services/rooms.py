@@ -19,8 +19,9 @@ from rooms.text import visible
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
-def do_create_room(*, slug: str, title: str, host_username: str) -> Room:
-    """Create a room owned by an existing user, who becomes its host."""
+def do_create_room(actor, *, slug: str, title: str, host_username: str) -> Room:
+    """Create a room owned by an existing user, who becomes its host. `actor`: the staff
+    member creating it, or None from the shell."""
     slug = slug.strip().lower()
     title = visible(title)
     if not SLUG_RE.match(slug):
@@ -47,15 +48,16 @@ def _open_admin_to(user) -> None:
         user.save(update_fields=["is_staff"])
 
 
-def check_set_role(actor, room_id: int, *, username: str, role: str) -> Membership | None:
+def check_set_role(actor, *, room_id: int, username: str, role: str) -> Membership | None:
     """Appoint or remove a team member: the room's hosts and staff."""
     room = room_by_id(room_id)
     authorize(actor, room, min_rank=HOST, denied="Only the room's hosts and staff appoint its team.")
-    return do_set_role(room_id=room.pk, username=username, role=role)
+    return do_set_role(actor, room_id=room.pk, username=username, role=role)
 
 
-def do_set_role(*, room_id: int, username: str, role: str) -> Membership | None:
-    """Appoint a host or moderator, or with role "member" take the seat away."""
+def do_set_role(actor, *, room_id: int, username: str, role: str) -> Membership | None:
+    """Appoint a host or moderator, or with role "member" take the seat away. `actor`:
+    who appoints (None from the shell)."""
     if role not in ("host", "moderator", "member"):
         raise BadRequest("The role is one of host, moderator, member.")
     User = get_user_model()
@@ -77,17 +79,16 @@ def do_set_role(*, room_id: int, username: str, role: str) -> Membership | None:
     return membership
 
 
-def check_update_room(actor, room_id: int, *, title: str | None = None, is_live: bool | None = None) -> RoomEvent:
+def check_update_room(actor, *, room_id: int, title: str | None = None, is_live: bool | None = None) -> RoomEvent:
     """Go live, end the stream or retitle it: hosts and staff."""
     room = room_by_id(room_id)
     authorize(actor, room, min_rank=HOST, denied="Only hosts and staff can change the room.")
-    return do_update_room(room_id=room.pk, actor_id=actor.pk, title=title, is_live=is_live)
+    return do_update_room(actor, room_id=room.pk, title=title, is_live=is_live)
 
 
-def do_update_room(
-    *, room_id: int, actor_id: int | None, title: str | None = None, is_live: bool | None = None
-) -> RoomEvent:
-    """Change the title or live state and tell every viewer (a `room` event)."""
+def do_update_room(actor, *, room_id: int, title: str | None = None, is_live: bool | None = None) -> RoomEvent:
+    """Change the title or live state and tell every viewer (a `room` event). `actor`:
+    who changes it (None from the shell)."""
     with transaction.atomic():
         room = Room.objects.select_for_update().get(pk=room_id)
         if title is not None:

@@ -53,7 +53,7 @@ def balance_of(user_id: int | None) -> int:
     return Wallet.objects.filter(user_id=user_id).values_list("balance", flat=True).first() or 0
 
 
-def check_send_tip(actor, room_id: int, *, amount, body: str = "", client_id: str) -> Tip:
+def check_send_tip(actor, *, room_id: int, amount, body: str = "", client_id: str) -> Tip:
     if not actor.is_authenticated:
         raise Unauthenticated("Sign in to tip.")
     existing = Tip.objects.filter(room_id=room_id, sender=actor, client_id=client_id).first()
@@ -79,7 +79,7 @@ def check_send_tip(actor, room_id: int, *, amount, body: str = "", client_id: st
             retry_after=(restricted.muted_until - timezone.now()).total_seconds(),
         )
     try:
-        return do_send_tip(room_id=room.pk, sender_id=actor.pk, amount=amount, body=body, client_id=client_id)
+        return do_send_tip(actor, room_id=room.pk, amount=amount, body=body, client_id=client_id)
     except IntegrityError:
         existing = Tip.objects.filter(room_id=room_id, sender=actor, client_id=client_id).first()
         if existing is None:
@@ -88,8 +88,11 @@ def check_send_tip(actor, room_id: int, *, amount, body: str = "", client_id: st
 
 
 @transaction.atomic
-def do_send_tip(*, room_id: int, sender_id: int, amount: int, body: str, client_id: str) -> Tip:
+def do_send_tip(actor, *, room_id: int, amount: int, body: str, client_id: str) -> Tip:
+    """Move `amount` coins from the actor's wallet to the room owner's (the actor is
+    required: a tip is always someone's)."""
     room = Room.objects.select_related("owner").get(pk=room_id)
+    sender_id = actor.pk
     recipient_id = room.owner_id
     # Lock both wallets in id order so two opposite tips cannot deadlock.
     for user_id in sorted({sender_id, recipient_id}):
@@ -122,13 +125,12 @@ def do_send_tip(*, room_id: int, sender_id: int, amount: int, body: str, client_
             ),
         ]
     )
-    sender = get_user_model().objects.get(pk=sender_id)
     log_event(
         room.pk,
         seq=seq,
         event=events.tip(
             id=tip.pk,
-            sender=user_in_room(sender, room),
+            sender=user_in_room(actor, room),
             amount=amount,
             body=body,
             pinned_until=pinned_until,
@@ -142,8 +144,9 @@ def do_send_tip(*, room_id: int, sender_id: int, amount: int, body: str, client_
 
 
 @transaction.atomic
-def do_grant_coins(*, user_id: int, amount: int, by_id: int | None, note: str = "") -> Wallet:
-    """Credit a wallet (staff: admin action or `manage.py grant_coins`)."""
+def do_grant_coins(actor, *, user_id: int, amount: int, note: str = "") -> Wallet:
+    """Credit a wallet: `actor` is the staff member granting (an admin action), or None
+    from the shell (`manage.py grant_coins`)."""
     amount = validate_amount(amount, maximum=settings.CHAT_GRANT_MAX)
     if not get_user_model().objects.filter(pk=user_id).exists():
         raise NotFound("No such user.")
@@ -153,7 +156,7 @@ def do_grant_coins(*, user_id: int, amount: int, by_id: int | None, note: str = 
         user_id=user_id,
         amount=amount,
         kind=LedgerEntry.Kind.GRANT,
-        by_id=by_id,
+        by=actor,
         note=note[:200],
         created_at=timezone.now(),
     )

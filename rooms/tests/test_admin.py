@@ -27,22 +27,22 @@ def other_host(db):
 
 @pytest.fixture
 def side_room(other_host):
-    return do_create_room(slug="side-stage", title="Side stage", host_username=other_host.username)
+    return do_create_room(None, slug="side-stage", title="Side stage", host_username=other_host.username)
 
 
 @pytest.fixture
 def activity(room, side_room, viewer, outsider, staff):
     """A message, a mute, a ban, an audit row and a tip in each room."""
-    do_grant_coins(user_id=viewer.pk, amount=100, by_id=None)
+    do_grant_coins(None, user_id=viewer.pk, amount=100)
     rows = {}
     for each in (room, side_room):
         rows[each.slug] = {
-            "message": do_send_message(room=each, author=viewer, body=f"hello {each.slug}"),
-            "tip": check_send_tip(viewer, each.pk, amount=10, client_id=f"tip-{each.slug}"),
+            "message": do_send_message(viewer, room_id=each.pk, body=f"hello {each.slug}"),
+            "tip": check_send_tip(viewer, room_id=each.pk, amount=10, client_id=f"tip-{each.slug}"),
         }
-        do_mute(room_id=each.pk, target_id=viewer.pk, by_id=staff.pk, seconds=600)
-        do_ban(room_id=each.pk, target_id=outsider.pk, by_id=staff.pk)
-    do_block(blocker_id=viewer.pk, blocked_id=outsider.pk)
+        do_mute(staff, room_id=each.pk, target_id=viewer.pk, seconds=600)
+        do_ban(staff, room_id=each.pk, target_id=outsider.pk)
+    do_block(viewer, target_id=outsider.pk)
     return rows
 
 
@@ -189,8 +189,8 @@ def test_staff_sees_wallets_ledger_and_blocks(as_staff, activity, name):
 def test_host_sees_a_deleted_message_as_deleted_and_staff_can_still_read_it(client, host, staff, room, viewer):
     from moderation.services import do_delete_message
 
-    message = do_send_message(room=room, author=viewer, body="the secret plan")
-    do_delete_message(message_id=message.pk, by_id=host.pk)
+    message = do_send_message(viewer, room_id=room.pk, body="the secret plan")
+    do_delete_message(host, message_id=message.pk)
     url = reverse("admin:rooms_message_change", args=[message.pk])
 
     client.force_login(host)
@@ -212,7 +212,7 @@ def test_a_plain_member_cannot_enter_the_admin(client, viewer):
 
 
 def test_delete_messages_action_redacts_and_publishes(as_host, host, room, viewer, broadcasts):
-    message = do_send_message(room=room, author=viewer, body="something rude")
+    message = do_send_message(viewer, room_id=room.pk, body="something rude")
 
     response = act(as_host, "rooms_message", "delete_messages", [message])
 
@@ -228,7 +228,7 @@ def test_delete_messages_action_redacts_and_publishes(as_host, host, room, viewe
 
 
 def test_mute_action_mutes_authors_for_ten_minutes(as_host, host, room, viewer, broadcasts):
-    message = do_send_message(room=room, author=viewer, body="spam spam")
+    message = do_send_message(viewer, room_id=room.pk, body="spam spam")
 
     act(as_host, "rooms_message", "mute_authors_10_min", [message])
 
@@ -241,7 +241,7 @@ def test_mute_action_mutes_authors_for_ten_minutes(as_host, host, room, viewer, 
 
 
 def test_ban_action_bans_authors_and_closes_their_sockets(as_host, host, room, viewer, broadcasts):
-    message = do_send_message(room=room, author=viewer, body="abuse")
+    message = do_send_message(viewer, room_id=room.pk, body="abuse")
 
     act(as_host, "rooms_message", "ban_authors", [message])
 
@@ -265,12 +265,12 @@ def cohost_message(room):
     from rooms.services import do_set_role
 
     cohost = make_user("cora_cohost")
-    do_set_role(room_id=room.pk, username=cohost.username, role="host")
-    return do_send_message(room=room, author=cohost, body="co-hosting tonight")
+    do_set_role(None, room_id=room.pk, username=cohost.username, role="host")
+    return do_send_message(cohost, room_id=room.pk, body="co-hosting tonight")
 
 
 def test_host_actions_cannot_reach_another_rooms_messages(as_host, side_room, viewer, broadcasts):
-    message = do_send_message(room=side_room, author=viewer, body="not yours")
+    message = do_send_message(viewer, room_id=side_room.pk, body="not yours")
 
     act(as_host, "rooms_message", "delete_messages", [message])
     act(as_host, "rooms_message", "ban_authors", [message])
@@ -286,9 +286,9 @@ def test_host_actions_cannot_reach_another_rooms_messages(as_host, side_room, vi
 )
 def test_end_now_lifts_the_sanction_through_the_service(as_host, host, room, viewer, name, model, action, broadcasts):
     if model is Mute:
-        do_mute(room_id=room.pk, target_id=viewer.pk, by_id=host.pk, seconds=600)
+        do_mute(host, room_id=room.pk, target_id=viewer.pk, seconds=600)
     else:
-        do_ban(room_id=room.pk, target_id=viewer.pk, by_id=host.pk)
+        do_ban(host, room_id=room.pk, target_id=viewer.pk)
     row = model.objects.get()
 
     act(as_host, name, "end_now", [row])
@@ -501,7 +501,7 @@ def test_host_cannot_change_another_room(as_host, side_room, broadcasts):
 
 
 def test_wallet_grant_action_is_staff_only_and_writes_the_ledger(as_staff, staff, viewer):
-    do_grant_coins(user_id=viewer.pk, amount=5, by_id=None)
+    do_grant_coins(None, user_id=viewer.pk, amount=5)
     wallet = Wallet.objects.get(user=viewer)
 
     act(as_staff, "rooms_wallet", "grant_100", [wallet])

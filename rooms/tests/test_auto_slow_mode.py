@@ -109,7 +109,7 @@ def test_lifting_clears_it_and_tells_the_room(room, broadcasts, django_capture_o
 def test_a_moderators_slow_mode_is_never_changed_by_the_server(room, moderator):
     from moderation.services import check_set_slow_mode
 
-    check_set_slow_mode(moderator, room.pk, seconds=30)
+    check_set_slow_mode(moderator, room_id=room.pk, seconds=30)
 
     assert do_auto_slow_mode(room_id=room.pk, seconds=10) is None
     assert do_auto_slow_mode(room_id=room.pk, seconds=0) is None
@@ -122,7 +122,7 @@ def test_a_moderator_overrides_the_automatic_slow_mode(room, moderator, broadcas
 
     do_auto_slow_mode(room_id=room.pk, seconds=10)
     with django_capture_on_commit_callbacks(execute=True):
-        check_set_slow_mode(moderator, room.pk, seconds=0)
+        check_set_slow_mode(moderator, room_id=room.pk, seconds=0)
 
     room = Room.objects.get(pk=room.pk)
     assert (room.slow_mode_seconds, room.slow_mode_auto) == (0, False)

@@ -33,7 +33,7 @@ def brief(user, role="member"):
 @database_sync_to_async
 def send_messages(room, author, count, *, start=0):
     # The trusted core: setup that neither rate limits nor slow mode should refuse.
-    return [do_send_message(room=room, author=author, body=f"line {start + i}") for i in range(count)]
+    return [do_send_message(author, room_id=room.pk, body=f"line {start + i}") for i in range(count)]
 
 
 @database_sync_to_async
@@ -89,7 +89,7 @@ async def test_welcome_describes_the_room_the_viewer_the_roster_and_empty_histor
 
 async def test_welcome_history_is_the_logged_events_oldest_first(connect, room, host, viewer):
     await send_messages(room, host, 3)
-    await database_sync_to_async(do_update_room)(room_id=room.pk, actor_id=host.pk, is_live=True)
+    await database_sync_to_async(do_update_room)(host, room_id=room.pk, is_live=True)
 
     client = await connect(room, viewer)
 
@@ -362,10 +362,10 @@ async def test_events_published_during_a_sync_reach_the_client_exactly_once(conn
     def replay_while_the_room_moves(room_id, **kwargs):
         # Three events commit and go out live while the replay is being read; the
         # pause lets the hub offer them to the (holding) viewer before the read.
-        do_send_message(room=room, author=host, body="during 1")
-        do_send_message(room=room, author=host, body="during 2")
+        do_send_message(host, room_id=room.pk, body="during 1")
+        do_send_message(host, room_id=room.pk, body="during 2")
         time.sleep(0.2)
-        do_send_message(room=room, author=host, body="during 3")
+        do_send_message(host, room_id=room.pk, body="during 3")
         return real_replay(room_id, **kwargs)
 
     monkeypatch.setattr(selectors, "room_replay", replay_while_the_room_moves)
@@ -703,7 +703,7 @@ async def publish_by_hand(room, seqs):
 def send_messages_unpublished(room, author, count):
     # Stored, with the publication that follows the commit left out.
     with mock.patch("rooms.realtime.publish_room_event"):
-        return [do_send_message(room=room, author=author, body=f"late {i}") for i in range(count)]
+        return [do_send_message(author, room_id=room.pk, body=f"late {i}") for i in range(count)]
 
 
 async def test_events_that_reach_the_hub_out_of_order_go_out_in_seq_order(connect, room, host, viewer):
@@ -742,7 +742,7 @@ async def test_a_seq_that_never_arrives_is_waited_for_briefly_then_filled_by_syn
 
 async def test_history_and_replay_never_contain_a_deleted_body(connect, room, host, viewer):
     [message] = await send_messages(room, viewer, 1)
-    await database_sync_to_async(do_delete_message)(message_id=message.pk, by_id=host.pk)
+    await database_sync_to_async(do_delete_message)(host, message_id=message.pk)
 
     client = await connect(room, viewer)
     await client.send({"type": "sync", "after": 0})
@@ -763,7 +763,7 @@ async def test_a_deletion_reaches_live_viewers_as_a_message_deleted_event(connec
     [message] = await send_messages(room, outsider, 1)
     client = await connect(room, viewer)
 
-    await database_sync_to_async(do_delete_message)(message_id=message.pk, by_id=host.pk)
+    await database_sync_to_async(do_delete_message)(host, message_id=message.pk)
 
     [event] = await client.room_events(1)
     assert (event["type"], event["seq"], event["id"], event["by"]) == (
@@ -800,7 +800,7 @@ async def test_a_viewer_held_mid_sync_past_the_queue_bound_is_closed_4409(
     def slow_replay(room_id, **kwargs):
         # The room moves faster than this replay is read: the viewer's outbox overflows.
         for i in range(5):
-            do_send_message(room=room, author=host, body=f"burst {i}")
+            do_send_message(host, room_id=room.pk, body=f"burst {i}")
         time.sleep(0.3)
         return real_replay(room_id, **kwargs)
 

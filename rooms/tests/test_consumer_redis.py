@@ -88,7 +88,7 @@ async def test_leaving_updates_the_redis_roster(redis_layer, connect, room, view
 
 
 async def test_resume_and_sync_work_the_same_over_redis(redis_layer, connect, room, host, viewer):
-    await database_sync_to_async(lambda: [do_send_message(room=room, author=host, body=f"l{i}") for i in range(4)])()
+    await database_sync_to_async(lambda: [do_send_message(host, room_id=room.pk, body=f"l{i}") for i in range(4)])()
 
     client = await connect(room, viewer, after=2)
     await client.send({"type": "sync", "after": 0})
@@ -109,7 +109,7 @@ async def test_a_viewer_idle_past_the_redis_socket_timeout_still_receives_messag
     idle = await connect(room, viewer)
     await asyncio.sleep(11)
 
-    await database_sync_to_async(do_send_message)(room=room, author=host, body="still there?")
+    await database_sync_to_async(do_send_message)(host, room_id=room.pk, body="still there?")
 
     [event] = await idle.room_events(1, timeout=5)
     assert (event["seq"], event["body"]) == (1, "still there?")

@@ -33,16 +33,16 @@ def leaver_everywhere_in_the_log(room, host):
     target and actor, notice author and deleter. Returns (leaver, bystander)."""
     leaver = make_user("lea_leaver")
     bystander = make_user("bo_bystander")
-    own = do_send_message(room=room, author=leaver, body="hello all")
-    do_send_message(room=room, author=bystander, body="hi @lea_leaver", reply_to=own)
-    do_mute(room_id=room.pk, target_id=leaver.pk, by_id=host.pk, seconds=60, reason="calm down")
+    own = do_send_message(leaver, room_id=room.pk, body="hello all")
+    do_send_message(bystander, room_id=room.pk, body="hi @lea_leaver", reply_to_id=own.pk)
+    do_mute(host, room_id=room.pk, target_id=leaver.pk, seconds=60, reason="calm down")
     from rooms.services import do_set_role
 
-    do_set_role(room_id=room.pk, username=leaver.username, role="moderator")
-    do_announce(room_id=room.pk, by_id=leaver.pk, body="Be nice", level="info")
-    other = do_send_message(room=room, author=bystander, body="oops")
-    do_delete_message(message_id=other.pk, by_id=leaver.pk)
-    do_mute(room_id=room.pk, target_id=bystander.pk, by_id=leaver.pk, seconds=60, reason="oops")
+    do_set_role(None, room_id=room.pk, username=leaver.username, role="moderator")
+    do_announce(leaver, room_id=room.pk, body="Be nice", level="info")
+    other = do_send_message(bystander, room_id=room.pk, body="oops")
+    do_delete_message(leaver, message_id=other.pk)
+    do_mute(leaver, room_id=room.pk, target_id=bystander.pk, seconds=60, reason="oops")
     return leaver, bystander
 
 
@@ -82,8 +82,8 @@ async def test_deleting_a_user_blanks_their_name_in_the_welcome_history_and_the_
 async def test_a_delete_that_fails_keeps_the_names(room, host, viewer):
     # Coins leave a ledger that protects the account: the delete fails, and with it
     # (one transaction) the blanking.
-    await database_sync_to_async(do_grant_coins)(user_id=viewer.pk, amount=5, by_id=None)
-    await database_sync_to_async(do_send_message)(room=room, author=viewer, body="still here")
+    await database_sync_to_async(do_grant_coins)(None, user_id=viewer.pk, amount=5)
+    await database_sync_to_async(do_send_message)(viewer, room_id=room.pk, body="still here")
 
     with pytest.raises(ProtectedError):
         await delete_user(viewer)
@@ -93,11 +93,11 @@ async def test_a_delete_that_fails_keeps_the_names(room, host, viewer):
 
 
 def test_forgetting_a_tipper_blanks_the_tips_from(room, viewer, outsider):
-    do_grant_coins(user_id=viewer.pk, amount=100, by_id=None)
-    do_send_tip(room_id=room.pk, sender_id=viewer.pk, amount=10, body="gg", client_id="t1")
-    do_send_message(room=room, author=outsider, body="thanks @vic_viewer")
+    do_grant_coins(None, user_id=viewer.pk, amount=100)
+    do_send_tip(viewer, room_id=room.pk, amount=10, body="gg", client_id="t1")
+    do_send_message(outsider, room_id=room.pk, body="thanks @vic_viewer")
 
-    changed = do_forget_user_names(viewer.pk)
+    changed = do_forget_user_names(None, user_id=viewer.pk)
 
     tip, message = (e.data for e in RoomEvent.objects.filter(room=room).order_by("seq"))
     assert changed == 2

@@ -41,7 +41,7 @@ def without_ts(data):
 
 @pytest.fixture
 def side_room(outsider):
-    return do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    return do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
 
 
 def logged(room, kind):
@@ -56,7 +56,7 @@ def test_team_and_staff_announce_to_the_room(request, room, who, broadcasts):
     actor = request.getfixturevalue(who)
     role = {"moderator": "moderator", "host": "host", "staff": "member"}[who]
 
-    event = run(check_announce, actor, room.pk, body="  Giveaway at 9!  ", level="warning")
+    event = run(check_announce, actor, room_id=room.pk, body="  Giveaway at 9!  ", level="warning")
 
     notice = Notice.objects.get()
     expected = {
@@ -87,14 +87,14 @@ def test_team_and_staff_announce_to_the_room(request, room, who, broadcasts):
 def test_members_and_guests_cannot_announce(request, room, who, code, broadcasts):
     actor = AnonymousUser() if who == "anonymous" else request.getfixturevalue(who)
 
-    assert refused(check_announce, actor, room.pk, body="Free coins!", level="info").code == code
+    assert refused(check_announce, actor, room_id=room.pk, body="Free coins!", level="info").code == code
     assert not Notice.objects.exists()
     assert Room.objects.get(pk=room.pk).last_seq == 0
     assert broadcasts == []
 
 
 def test_host_of_another_room_cannot_announce_here(room, side_room, outsider):
-    assert refused(check_announce, outsider, room.pk, body="Come to my room", level="info").code == "forbidden"
+    assert refused(check_announce, outsider, room_id=room.pk, body="Come to my room", level="info").code == "forbidden"
     assert not Notice.objects.exists()
 
 
@@ -104,7 +104,7 @@ def test_host_of_another_room_cannot_announce_here(room, side_room, outsider):
     ids=["empty", "blank", "too-long", "none", "unknown-level", "empty-level"],
 )
 def test_announcement_body_and_level_are_validated(room, moderator, body, level, broadcasts):
-    error = refused(check_announce, moderator, room.pk, body=body, level=level)
+    error = refused(check_announce, moderator, room_id=room.pk, body=body, level=level)
 
     assert error.code == "bad_request"
     assert not Notice.objects.exists()
@@ -113,26 +113,26 @@ def test_announcement_body_and_level_are_validated(room, moderator, body, level,
 
 
 def test_announcement_of_500_characters_is_accepted(room, moderator):
-    event = run(check_announce, moderator, room.pk, body="x" * 500, level="info")
+    event = run(check_announce, moderator, room_id=room.pk, body="x" * 500, level="info")
 
     assert len(event.data["body"]) == 500
 
 
 def test_announcement_to_an_unknown_room_is_not_found(moderator):
-    assert refused(check_announce, moderator, 424242, body="Hello", level="info").code == "not_found"
+    assert refused(check_announce, moderator, room_id=424242, body="Hello", level="info").code == "not_found"
 
 
 def test_announcement_stays_pinned_for_the_configured_time(room, moderator, settings):
-    run(check_announce, moderator, room.pk, body="Pinned", level="info")
+    run(check_announce, moderator, room_id=room.pk, body="Pinned", level="info")
     settings.CHAT_NOTICE_PIN_SECONDS = 0
-    run(check_announce, moderator, room.pk, body="Not pinned", level="info")
+    run(check_announce, moderator, room_id=room.pk, body="Not pinned", level="info")
 
     assert [e["body"] for e in pinned_events(room.pk, blocked=set())] == ["Pinned"]
     assert Notice.objects.get(body="Not pinned").pinned_until is None
 
 
 def test_blocking_the_announcer_never_hides_the_notice(room, moderator):
-    run(check_announce, moderator, room.pk, body="House rules", level="info")
+    run(check_announce, moderator, room_id=room.pk, body="House rules", level="info")
 
     assert [e["body"] for e in pinned_events(room.pk, blocked={moderator.pk})] == ["House rules"]
 
@@ -141,7 +141,7 @@ def test_blocking_the_announcer_never_hides_the_notice(room, moderator):
 
 
 def test_site_notice_is_appended_to_every_rooms_log(room, side_room, staff, broadcasts):
-    notice = run(do_site_announce, by_id=staff.pk, body="Maintenance at 02:00 UTC", level="warning")
+    notice = run(do_site_announce, staff, body="Maintenance at 02:00 UTC", level="warning")
 
     assert (notice.room, notice.scope, notice.by, notice.level) == (None, "site", staff, "warning")
     for each in (room, side_room):
@@ -160,7 +160,7 @@ def test_site_notice_is_appended_to_every_rooms_log(room, side_room, staff, broa
 
 
 def test_site_notice_by_staff_shows_them_in_each_rooms_role(room, side_room, staff, outsider):
-    run(do_site_announce, by_id=staff.pk, body="Hello everyone", level="info")
+    run(do_site_announce, staff, body="Hello everyone", level="info")
 
     for each in (room, side_room):
         assert logged(each, "notice")[0]["by"] == brief(staff, "member", staff=True)
@@ -168,7 +168,7 @@ def test_site_notice_by_staff_shows_them_in_each_rooms_role(room, side_room, sta
 
 def test_site_notice_validates_like_an_announcement(room, staff, broadcasts):
     with pytest.raises(ChatError) as info:
-        run(do_site_announce, by_id=staff.pk, body="  ", level="info")
+        run(do_site_announce, staff, body="  ", level="info")
 
     assert info.value.code == "bad_request"
     assert not Notice.objects.exists()
@@ -220,7 +220,7 @@ def test_announce_command_refuses_with_command_error_and_posts_nothing(room, arg
 
 
 def test_do_announce_without_an_author_is_a_system_notice(room, broadcasts):
-    event = run(do_announce, room_id=room.pk, by_id=None, body="Automated notice", level="info")
+    event = run(do_announce, None, room_id=room.pk, body="Automated notice", level="info")
 
     assert event.data["by"] is None
     assert broadcasts[0]["by"] is None
@@ -230,7 +230,7 @@ def test_do_announce_without_an_author_is_a_system_notice(room, broadcasts):
 
 
 def test_host_going_live_sets_live_since_and_publishes_a_room_event(room, host, broadcasts):
-    event = run(check_update_room, host, room.pk, is_live=True, title="  Speedrun night  ")
+    event = run(check_update_room, host, room_id=room.pk, is_live=True, title="  Speedrun night  ")
 
     assert without_ts(event.data) == {
         "type": "room",
@@ -249,27 +249,27 @@ def test_host_going_live_sets_live_since_and_publishes_a_room_event(room, host, 
 def test_room_event_always_carries_the_current_slow_mode(room, host, moderator):
     from moderation.services import check_set_slow_mode
 
-    run(check_set_slow_mode, moderator, room.pk, seconds=20)
+    run(check_set_slow_mode, moderator, room_id=room.pk, seconds=20)
 
-    event = run(check_update_room, host, room.pk, title="Chill")
+    event = run(check_update_room, host, room_id=room.pk, title="Chill")
 
     assert (event.data["title"], event.data["is_live"], event.data["slow_mode_seconds"]) == ("Chill", False, 20)
 
 
 def test_staying_live_keeps_live_since_and_ending_keeps_the_last_start(room, host):
-    run(check_update_room, host, room.pk, is_live=True)
+    run(check_update_room, host, room_id=room.pk, is_live=True)
     started = Room.objects.get(pk=room.pk).live_since
 
-    run(check_update_room, host, room.pk, is_live=True)
+    run(check_update_room, host, room_id=room.pk, is_live=True)
     assert Room.objects.get(pk=room.pk).live_since == started
-    run(check_update_room, host, room.pk, is_live=False)
+    run(check_update_room, host, room_id=room.pk, is_live=False)
 
     room.refresh_from_db()
     assert (room.is_live, room.live_since) == (False, started)
 
 
 def test_staff_may_change_any_room(room, staff):
-    event = run(check_update_room, staff, room.pk, title="Renamed by staff")
+    event = run(check_update_room, staff, room_id=room.pk, title="Renamed by staff")
 
     assert event.data["title"] == "Renamed by staff"
 
@@ -280,7 +280,7 @@ def test_staff_may_change_any_room(room, staff):
 def test_only_hosts_and_staff_change_the_room(request, room, who, code, broadcasts):
     actor = AnonymousUser() if who == "anonymous" else request.getfixturevalue(who)
 
-    assert refused(check_update_room, actor, room.pk, is_live=True).code == code
+    assert refused(check_update_room, actor, room_id=room.pk, is_live=True).code == code
     room.refresh_from_db()
     assert (room.is_live, room.live_since, room.last_seq) == (False, None, 0)
     assert broadcasts == []
@@ -288,7 +288,7 @@ def test_only_hosts_and_staff_change_the_room(request, room, who, code, broadcas
 
 @pytest.mark.parametrize("title", ["", "   ", "x" * 201])
 def test_room_title_must_be_1_to_200_characters(room, host, title):
-    assert refused(check_update_room, host, room.pk, title=title).code == "bad_request"
+    assert refused(check_update_room, host, room_id=room.pk, title=title).code == "bad_request"
     room.refresh_from_db()
     assert (room.title, room.last_seq) == ("Main stage", 0)
 

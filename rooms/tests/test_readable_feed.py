@@ -127,10 +127,10 @@ async def test_a_viewer_of_a_room_too_fast_to_read_is_told_how_many_lines_it_mis
     @database_sync_to_async
     def burst():
         for i, author in enumerate(chatters):
-            do_send_message(room=room, author=author, body=f"line {i}")
-        do_send_message(room=room, author=chatters[0], body="hey @rita_reader")
-        do_announce(room_id=room.pk, by_id=host.pk, body="Stream starts now")
-        do_send_message(room=room, author=host, body="host speaking")
+            do_send_message(author, room_id=room.pk, body=f"line {i}")
+        do_send_message(chatters[0], room_id=room.pk, body="hey @rita_reader")
+        do_announce(host, room_id=room.pk, body="Stream starts now")
+        do_send_message(host, room_id=room.pk, body="host speaking")
 
     await burst()
     last = 9

@@ -36,7 +36,7 @@ def seqs(room) -> list[int]:
 
 
 def chat(room, author, count: int, *, start: int = 0) -> list[Message]:
-    return [do_send_message(room=room, author=author, body=f"line {start + i}") for i in range(count)]
+    return [do_send_message(author, room_id=room.pk, body=f"line {start + i}") for i in range(count)]
 
 
 def test_prune_deletes_old_events_and_their_messages_and_raises_the_floor(room, host):
@@ -54,10 +54,10 @@ def test_prune_deletes_old_events_and_their_messages_and_raises_the_floor(room, 
 
 
 def test_prune_keeps_tips_the_ledger_notices_and_the_audit_log(room, host, moderator, viewer):
-    do_grant_coins(user_id=viewer.pk, amount=100, by_id=None)
-    tip = do_send_tip(room_id=room.pk, sender_id=viewer.pk, amount=10, body="gg", client_id="t1")
-    do_announce(room_id=room.pk, by_id=host.pk, body="Welcome", level="info")
-    do_mute(room_id=room.pk, target_id=viewer.pk, by_id=moderator.pk, seconds=60, reason="spam")
+    do_grant_coins(None, user_id=viewer.pk, amount=100)
+    tip = do_send_tip(viewer, room_id=room.pk, amount=10, body="gg", client_id="t1")
+    do_announce(host, room_id=room.pk, body="Welcome", level="info")
+    do_mute(moderator, room_id=room.pk, target_id=viewer.pk, seconds=60, reason="spam")
     chat(room, host, 1)
     age(room, through=Room.objects.get(pk=room.pk).last_seq, days=400)
 
@@ -86,7 +86,7 @@ def test_prune_only_takes_a_run_from_the_start_of_the_log(room, host):
 
 
 def test_prune_with_room_touches_only_that_room(room, host):
-    other = do_create_room(slug="other", title="Other", host_username=host.username)
+    other = do_create_room(None, slug="other", title="Other", host_username=host.username)
     chat(room, host, 2)
     chat(other, host, 2)
     age(room, through=2, days=40)
@@ -124,7 +124,7 @@ def test_prune_finishes_what_an_interrupted_run_left_below_the_floor(room, host)
     # A run that raised the floor and died before deleting anything.
     Room.objects.filter(pk=room.pk).update(pruned_through=3)
 
-    report = do_prune_events(older_than_days=30)
+    report = do_prune_events(None, older_than_days=30)
 
     assert [(p.events, p.messages, p.pruned_through) for p in report] == [(3, 3, 3)]
     assert seqs(room) == [4]
@@ -167,7 +167,7 @@ def test_prune_of_an_unknown_room_is_a_command_error(room, host):
 
 def test_the_service_refuses_a_bad_age(db):
     with pytest.raises(BadRequest, match="whole number of days"):
-        do_prune_events(older_than_days=0)
+        do_prune_events(None, older_than_days=0)
 
 
 # What readers see after a pruning.
@@ -230,7 +230,7 @@ def test_events_api_says_the_history_was_truncated(client, room, host):
 
 def test_a_reply_to_a_pruned_message_keeps_its_quote_and_can_be_deleted(client, room, host, viewer):
     [original] = chat(room, host, 1)
-    reply = do_send_message(room=room, author=viewer, body="agreed", reply_to=original)
+    reply = do_send_message(viewer, room_id=room.pk, body="agreed", reply_to_id=original.pk)
     age(room, through=original.seq, days=40)
 
     run("--older-than", "30")
@@ -239,7 +239,7 @@ def test_a_reply_to_a_pruned_message_keeps_its_quote_and_can_be_deleted(client, 
     assert reply.reply_to_id is None
     [event] = client.get(f"/api/rooms/{room.slug}/events").json()["events"]
     assert (event["id"], event["reply_to"]["id"], event["reply_to"]["excerpt"]) == (reply.pk, original.pk, "line 0")
-    do_delete_message(message_id=reply.pk, by_id=host.pk)
+    do_delete_message(host, message_id=reply.pk)
     assert RoomEvent.objects.get(room=room, seq=reply.seq).data["body"] == ""
 
 
@@ -251,5 +251,7 @@ def test_a_new_reply_to_a_pruned_message_is_refused(room, host, viewer):
     run("--older-than", "30")
 
     with pytest.raises(Exception) as refused:
-        check_send_message(make_user("late_reader"), room.pk, body="what?", reply_to_id=original.pk, client_id="c1")
+        check_send_message(
+            make_user("late_reader"), room_id=room.pk, body="what?", reply_to_id=original.pk, client_id="c1"
+        )
     assert getattr(refused.value, "code", None) == "not_found"

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @database_sync_to_async
 def chat_then_prune(room, author, *, count: int, old: int) -> None:
     for i in range(count):
-        do_send_message(room=room, author=author, body=f"line {i}")
+        do_send_message(author, room_id=room.pk, body=f"line {i}")
     RoomEvent.objects.filter(room=room, seq__lte=old).update(created_at=timezone.now() - timedelta(days=40))
-    do_prune_events(older_than_days=30)
+    do_prune_events(None, older_than_days=30)
 
 
 async def test_resume_from_before_the_pruned_point_is_truncated_and_pages_on_from_what_is_left(
@@ -32,7 +32,7 @@ async def test_resume_from_before_the_pruned_point_is_truncated_and_pages_on_fro
     await client.send({"type": "sync", "after": 1, "client_id": "s1"})
     replayed = await client.room_events(2)
     synced = await client.expect("synced")
-    await database_sync_to_async(do_send_message)(room=room, author=host, body="after the pruning")
+    await database_sync_to_async(do_send_message)(host, room_id=room.pk, body="after the pruning")
     [live] = await client.room_events(1)
 
     assert client.welcome["history_truncated"] is True

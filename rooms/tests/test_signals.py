@@ -107,11 +107,11 @@ def test_deleting_a_group_refreshes_its_members(viewer, controls, django_capture
 
 def test_room_role_changes_refresh_the_member(room, viewer, controls, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        do_set_role(room_id=room.pk, username=viewer.username, role="moderator")
+        do_set_role(None, room_id=room.pk, username=viewer.username, role="moderator")
     assert controls[-1] == ([viewer.pk], "refresh")
     controls.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        do_set_role(room_id=room.pk, username=viewer.username, role="member")
+        do_set_role(None, room_id=room.pk, username=viewer.username, role="member")
     assert controls == [([viewer.pk], "refresh")]
 
 

@@ -35,7 +35,7 @@ def test_format_characters_inside_text_stay():
 @pytest.mark.parametrize("body", ZERO_WIDTH_ONLY)
 def test_a_message_of_zero_width_characters_is_bad_request(room, viewer, body, broadcasts):
     with pytest.raises(BadRequest, match="cannot be empty"):
-        check_send_message(viewer, room.pk, body=body, client_id="zw")
+        check_send_message(viewer, room_id=room.pk, body=body, client_id="zw")
     assert not Message.objects.exists()
     assert list(broadcasts) == []
 
@@ -44,27 +44,27 @@ def test_a_message_of_zero_width_characters_is_bad_request(room, viewer, body, b
 def test_an_emoji_zwj_sequence_is_stored_whole(room, viewer, django_capture_on_commit_callbacks):
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     with django_capture_on_commit_callbacks(execute=True):
-        message = check_send_message(viewer, room.pk, body=f"\u200b{family}\u200b", client_id="zwj")
+        message = check_send_message(viewer, room_id=room.pk, body=f"\u200b{family}\u200b", client_id="zwj")
     assert message.body == family
 
 
 @pytest.mark.django_db
 def test_a_notice_of_zero_width_characters_is_bad_request(room, host):
     with pytest.raises(BadRequest):
-        check_announce(host, room.pk, body="\u200b\u200d\ufeff")
+        check_announce(host, room_id=room.pk, body="\u200b\u200d\ufeff")
 
 
 @pytest.mark.django_db
 def test_a_room_title_of_zero_width_characters_is_bad_request(room, host):
     with pytest.raises(BadRequest):
-        check_update_room(host, room.pk, title="\u200b \u200c")
+        check_update_room(host, room_id=room.pk, title="\u200b \u200c")
 
 
 @pytest.mark.django_db
 def test_a_tip_note_of_zero_width_characters_is_stored_empty(room, viewer, django_capture_on_commit_callbacks):
-    do_grant_coins(user_id=viewer.pk, amount=10, by_id=None)
+    do_grant_coins(None, user_id=viewer.pk, amount=10)
     with django_capture_on_commit_callbacks(execute=True):
-        tip = check_send_tip(viewer, room.pk, amount=5, body="\u200b\ufeff", client_id="t1")
+        tip = check_send_tip(viewer, room_id=room.pk, amount=5, body="\u200b\ufeff", client_id="t1")
     assert tip.body == ""
 
 

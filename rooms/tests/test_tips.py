@@ -52,11 +52,11 @@ def without_ts(data):
 
 
 def grant(user, amount):
-    return do_grant_coins(user_id=user.pk, amount=amount, by_id=None, note="test coins")
+    return do_grant_coins(None, user_id=user.pk, amount=amount, note="test coins")
 
 
 def tip(user, room, amount, *, body="", client_id="t-1"):
-    return run(check_send_tip, user, room.pk, amount=amount, body=body, client_id=client_id)
+    return run(check_send_tip, user, room_id=room.pk, amount=amount, body=body, client_id=client_id)
 
 
 def books():
@@ -88,7 +88,7 @@ def snapshot(room):
 
 @pytest.mark.django_db
 def test_grant_credits_the_wallet_with_a_ledger_entry(viewer, staff):
-    wallet = do_grant_coins(user_id=viewer.pk, amount=250, by_id=staff.pk, note="welcome gift")
+    wallet = do_grant_coins(staff, user_id=viewer.pk, amount=250, note="welcome gift")
 
     assert (wallet.user, wallet.balance) == (viewer, 250)
     entry = LedgerEntry.objects.get()
@@ -100,7 +100,7 @@ def test_grant_credits_the_wallet_with_a_ledger_entry(viewer, staff):
         "welcome gift",
         None,
     )
-    assert do_grant_coins(user_id=viewer.pk, amount=50, by_id=None).balance == 300
+    assert do_grant_coins(None, user_id=viewer.pk, amount=50).balance == 300
     assert_books_balance()
 
 
@@ -108,7 +108,7 @@ def test_grant_credits_the_wallet_with_a_ledger_entry(viewer, staff):
 @pytest.mark.parametrize("amount", [0, -5, 1.5, "10", True, 10_000_001])
 def test_grant_of_a_bad_amount_is_invalid_and_changes_nothing(viewer, amount):
     with pytest.raises(InvalidAmount):
-        do_grant_coins(user_id=viewer.pk, amount=amount, by_id=None)
+        do_grant_coins(None, user_id=viewer.pk, amount=amount)
 
     assert not Wallet.objects.exists()
     assert not LedgerEntry.objects.exists()
@@ -117,7 +117,7 @@ def test_grant_of_a_bad_amount_is_invalid_and_changes_nothing(viewer, amount):
 @pytest.mark.django_db
 def test_grant_to_an_unknown_user_is_not_found():
     with pytest.raises(ChatError) as info:
-        do_grant_coins(user_id=987654, amount=10, by_id=None)
+        do_grant_coins(None, user_id=987654, amount=10)
 
     assert info.value.code == "not_found"
     assert not Wallet.objects.exists() and not LedgerEntry.objects.exists()
@@ -195,7 +195,7 @@ def test_tip_without_enough_coins_is_insufficient_funds_and_changes_nothing(room
     grant(viewer, 50)
     before = snapshot(room)
 
-    error = refused(check_send_tip, viewer, room.pk, amount=100, body="", client_id="t-1")
+    error = refused(check_send_tip, viewer, room_id=room.pk, amount=100, body="", client_id="t-1")
 
     assert isinstance(error, InsufficientFunds)
     assert error.code == "insufficient_funds"
@@ -205,7 +205,7 @@ def test_tip_without_enough_coins_is_insufficient_funds_and_changes_nothing(room
 
 @pytest.mark.django_db
 def test_tip_from_a_user_without_a_wallet_is_insufficient_funds(room, host, viewer):
-    assert refused(check_send_tip, viewer, room.pk, amount=1, client_id="t-1").code == "insufficient_funds"
+    assert refused(check_send_tip, viewer, room_id=room.pk, amount=1, client_id="t-1").code == "insufficient_funds"
     assert not Tip.objects.exists()
     assert not LedgerEntry.objects.exists()
 
@@ -220,7 +220,7 @@ def test_tip_of_a_bad_amount_is_invalid_amount_and_changes_nothing(room, viewer,
     grant(viewer, 200_000)
     before = snapshot(room)
 
-    error = refused(check_send_tip, viewer, room.pk, amount=amount, client_id="t-1")
+    error = refused(check_send_tip, viewer, room_id=room.pk, amount=amount, client_id="t-1")
 
     assert error.code == "invalid_amount"
     assert snapshot(room) == before
@@ -232,7 +232,7 @@ def test_tip_maximum_follows_the_setting(room, viewer, settings):
     settings.CHAT_TIP_MAX = 500
     grant(viewer, 1000)
 
-    assert refused(check_send_tip, viewer, room.pk, amount=501, client_id="t-1").code == "invalid_amount"
+    assert refused(check_send_tip, viewer, room_id=room.pk, amount=501, client_id="t-1").code == "invalid_amount"
     assert tip(viewer, room, 500, client_id="t-2").amount == 500
 
 
@@ -253,7 +253,7 @@ def test_retrying_a_tip_with_the_same_client_id_returns_it_and_debits_once(room,
 @pytest.mark.django_db
 def test_a_refused_tip_stores_nothing_so_its_client_id_can_be_tried_again(room, viewer):
     grant(viewer, 10)
-    assert refused(check_send_tip, viewer, room.pk, amount=100, client_id="t-1").code == "insufficient_funds"
+    assert refused(check_send_tip, viewer, room_id=room.pk, amount=100, client_id="t-1").code == "insufficient_funds"
     grant(viewer, 100)
 
     sent = tip(viewer, room, 100, client_id="t-1")
@@ -264,7 +264,7 @@ def test_a_refused_tip_stores_nothing_so_its_client_id_can_be_tried_again(room, 
 
 @pytest.mark.django_db
 def test_the_same_client_id_in_another_room_is_another_tip(room, viewer, outsider):
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     grant(viewer, 100)
 
     tip(viewer, room, 10, client_id="t-1")
@@ -278,7 +278,7 @@ def test_the_same_client_id_in_another_room_is_another_tip(room, viewer, outside
 def test_host_cannot_tip_their_own_room(room, host):
     grant(host, 100)
 
-    error = refused(check_send_tip, host, room.pk, amount=10, client_id="t-1")
+    error = refused(check_send_tip, host, room_id=room.pk, amount=10, client_id="t-1")
 
     assert error.code == "bad_request"
     assert balance_of(host.pk) == 100 and not Tip.objects.exists()
@@ -287,18 +287,18 @@ def test_host_cannot_tip_their_own_room(room, host):
 @pytest.mark.django_db
 def test_banned_user_cannot_tip(room, viewer):
     grant(viewer, 100)
-    do_ban(room_id=room.pk, target_id=viewer.pk, by_id=None)
+    do_ban(None, room_id=room.pk, target_id=viewer.pk)
 
-    assert refused(check_send_tip, viewer, room.pk, amount=10, client_id="t-1").code == "banned"
+    assert refused(check_send_tip, viewer, room_id=room.pk, amount=10, client_id="t-1").code == "banned"
     assert balance_of(viewer.pk) == 100 and not Tip.objects.exists()
 
 
 @pytest.mark.django_db
 def test_muted_user_cannot_tip_with_a_note(room, viewer):
     grant(viewer, 100)
-    do_mute(room_id=room.pk, target_id=viewer.pk, by_id=None, seconds=300)
+    do_mute(None, room_id=room.pk, target_id=viewer.pk, seconds=300)
 
-    error = refused(check_send_tip, viewer, room.pk, amount=10, body="listen to me", client_id="t-1")
+    error = refused(check_send_tip, viewer, room_id=room.pk, amount=10, body="listen to me", client_id="t-1")
 
     assert error.code == "muted"
     assert 0 < error.retry_after <= 300
@@ -308,7 +308,7 @@ def test_muted_user_cannot_tip_with_a_note(room, viewer):
 @pytest.mark.django_db
 def test_muted_user_may_still_tip_silently(room, viewer, broadcasts):
     grant(viewer, 100)
-    do_mute(room_id=room.pk, target_id=viewer.pk, by_id=None, seconds=300)
+    do_mute(None, room_id=room.pk, target_id=viewer.pk, seconds=300)
 
     sent = tip(viewer, room, 10, body="", client_id="t-1")
 
@@ -320,20 +320,25 @@ def test_muted_user_may_still_tip_silently(room, viewer, broadcasts):
 def test_tip_note_is_at_most_200_characters(room, viewer):
     grant(viewer, 100)
 
-    assert refused(check_send_tip, viewer, room.pk, amount=10, body="x" * 201, client_id="t-1").code == "bad_request"
+    assert (
+        refused(check_send_tip, viewer, room_id=room.pk, amount=10, body="x" * 201, client_id="t-1").code
+        == "bad_request"
+    )
     assert tip(viewer, room, 10, body="x" * 200, client_id="t-2").body == "x" * 200
 
 
 @pytest.mark.django_db
 def test_anonymous_cannot_tip(room):
-    assert refused(check_send_tip, AnonymousUser(), room.pk, amount=10, client_id="t-1").code == "unauthenticated"
+    assert (
+        refused(check_send_tip, AnonymousUser(), room_id=room.pk, amount=10, client_id="t-1").code == "unauthenticated"
+    )
 
 
 @pytest.mark.django_db
 def test_tip_to_an_unknown_room_is_not_found(viewer):
     grant(viewer, 100)
 
-    assert refused(check_send_tip, viewer, 424242, amount=10, client_id="t-1").code == "not_found"
+    assert refused(check_send_tip, viewer, room_id=424242, amount=10, client_id="t-1").code == "not_found"
     assert balance_of(viewer.pk) == 100
 
 
@@ -417,7 +422,7 @@ def test_leaderboard_ranks_tippers_for_this_stream_and_all_time(room, host, view
     assert leaderboard(room)["stream"] == []
     # Time travel: those tips came an hour before this stream went live.
     Tip.objects.update(created_at=timezone.now() - timedelta(hours=1))
-    do_update_room(room_id=room.pk, actor_id=host.pk, is_live=True)
+    do_update_room(host, room_id=room.pk, is_live=True)
     tip(outsider, room, 200, client_id="o-live")
     tip(outsider, room, 5, client_id="o-live-2")
 
@@ -433,12 +438,12 @@ def test_leaderboard_ranks_tippers_for_this_stream_and_all_time(room, host, view
 @pytest.mark.django_db
 def test_a_new_stream_starts_a_new_leaderboard(room, host, viewer):
     grant(viewer, 1000)
-    do_update_room(room_id=room.pk, actor_id=host.pk, is_live=True)
+    do_update_room(host, room_id=room.pk, is_live=True)
     tip(viewer, room, 100)
     Tip.objects.update(created_at=timezone.now() - timedelta(hours=1))
-    do_update_room(room_id=room.pk, actor_id=host.pk, is_live=False)
+    do_update_room(host, room_id=room.pk, is_live=False)
 
-    do_update_room(room_id=room.pk, actor_id=host.pk, is_live=True)
+    do_update_room(host, room_id=room.pk, is_live=True)
 
     board = leaderboard(Room.objects.get(pk=room.pk))
     assert board["stream"] == []
@@ -447,7 +452,7 @@ def test_a_new_stream_starts_a_new_leaderboard(room, host, viewer):
 
 @pytest.mark.django_db
 def test_the_ledger_always_sums_to_the_wallet_balances(room, host, viewer, outsider, staff):
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     grant(viewer, 500)
     grant(outsider, 300)
     grant(staff, 50)
@@ -455,7 +460,7 @@ def test_the_ledger_always_sums_to_the_wallet_balances(room, host, viewer, outsi
     tip(viewer, other, 80, client_id="b")
     tip(outsider, room, 300, client_id="c")
     tip(host, other, 100, client_id="d")
-    refused(check_send_tip, staff, room.pk, amount=51, client_id="e")
+    refused(check_send_tip, staff, room_id=room.pk, amount=51, client_id="e")
     tip(staff, other, 50, client_id="f")
 
     assert_books_balance()
@@ -505,7 +510,7 @@ def at_once(count, work):
 def test_fifty_identical_tip_requests_at_once_store_one_tip_and_debit_once(postgres_only, room, viewer):
     grant(viewer, 1000)
 
-    results = at_once(50, lambda i: check_send_tip(viewer, room.pk, amount=10, client_id="same"))
+    results = at_once(50, lambda i: check_send_tip(viewer, room_id=room.pk, amount=10, client_id="same"))
 
     assert [r for r in results if not isinstance(r, Tip)] == []
     assert {r.pk for r in results} == {Tip.objects.get().pk}
@@ -520,7 +525,7 @@ def test_fifty_identical_tip_requests_at_once_store_one_tip_and_debit_once(postg
 def test_fifty_different_tips_beyond_the_balance_never_overdraw(postgres_only, room, host, viewer):
     grant(viewer, 1000)
 
-    results = at_once(50, lambda i: check_send_tip(viewer, room.pk, amount=30, client_id=f"t-{i}"))
+    results = at_once(50, lambda i: check_send_tip(viewer, room_id=room.pk, amount=30, client_id=f"t-{i}"))
 
     tips = [r for r in results if isinstance(r, Tip)]
     refusals = [r for r in results if not isinstance(r, Tip)]
@@ -537,12 +542,14 @@ def test_fifty_different_tips_beyond_the_balance_never_overdraw(postgres_only, r
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_same_coins_cannot_be_spent_in_two_rooms_at_once(postgres_only, room, viewer, outsider):
-    other = do_create_room(slug="side-stage", title="Side stage", host_username=outsider.username)
+    other = do_create_room(None, slug="side-stage", title="Side stage", host_username=outsider.username)
     rooms = [room, other]
 
     for attempt in range(5):
         grant(viewer, 100)
-        results = at_once(2, lambda i, a=attempt: check_send_tip(viewer, rooms[i].pk, amount=100, client_id=f"r{a}"))
+        results = at_once(
+            2, lambda i, a=attempt: check_send_tip(viewer, room_id=rooms[i].pk, amount=100, client_id=f"r{a}")
+        )
 
         assert sorted(type(r).__name__ for r in results) == ["InsufficientFunds", "Tip"]
         assert balance_of(viewer.pk) == 0
@@ -555,9 +562,9 @@ def test_the_same_coins_cannot_be_spent_in_two_rooms_at_once(postgres_only, room
 def test_retry_after_a_lost_ack_returns_the_stored_tip_without_a_second_debit(postgres_only, room, viewer):
     grant(viewer, 1000)
     # The first attempt commits on one connection; its ack never reaches the client.
-    [first] = at_once(1, lambda i: check_send_tip(viewer, room.pk, amount=100, client_id="lost-ack"))
+    [first] = at_once(1, lambda i: check_send_tip(viewer, room_id=room.pk, amount=100, client_id="lost-ack"))
 
-    retried = check_send_tip(viewer, room.pk, amount=100, client_id="lost-ack")
+    retried = check_send_tip(viewer, room_id=room.pk, amount=100, client_id="lost-ack")
 
     assert isinstance(first, Tip) and retried.pk == first.pk
     assert balance_of(viewer.pk) == 900
@@ -637,7 +644,7 @@ async def test_refused_tip_over_the_socket_gets_an_error_with_its_client_id(conn
 async def test_welcome_lists_a_pinned_tip_until_its_pin_ends(connect, room, viewer, outsider):
     def setup():
         grant(viewer, 1000)
-        return run(check_send_tip, viewer, room.pk, amount=100, client_id="t-1")
+        return run(check_send_tip, viewer, room_id=room.pk, amount=100, client_id="t-1")
 
     pinned = await database_sync_to_async(setup)()
 

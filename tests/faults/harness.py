@@ -53,12 +53,12 @@ def make_cast(slug: str, *, moderators: int = 2, members: int = 4) -> Cast:
     # Unusable passwords: sessions are made directly, and hashing costs time.
     users = get_user_model().objects
     host = users.create_user(username=f"{slug}-host")
-    room = do_create_room(slug=slug, title=f"Room {slug}", host_username=host.username)
+    room = do_create_room(None, slug=slug, title=f"Room {slug}", host_username=host.username)
     mods = []
     for i in range(moderators):
         user = users.create_user(username=f"{slug}-mod{i}")
         # The host team is exempt from the members' send limits, so it can drive a busy room.
-        do_set_role(room_id=room.pk, username=user.username, role="moderator")
+        do_set_role(None, room_id=room.pk, username=user.username, role="moderator")
         mods.append(user)
     people = [users.create_user(username=f"{slug}-member{i}") for i in range(members)]
     return Cast(room=room, host=host, moderators=mods, members=people)

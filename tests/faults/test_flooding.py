@@ -234,7 +234,7 @@ async def test_the_server_still_sends_replays_larger_than_what_it_reads(daphne_s
     @sync_to_async
     def fill():
         for i in range(400):
-            do_send_message(room=cast.room, author=cast.host, body=f"line {i} " + "w" * 300)
+            do_send_message(cast.host, room_id=cast.room.pk, body=f"line {i} " + "w" * 300)
 
     await fill()
     async with connect(

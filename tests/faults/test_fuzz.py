@@ -237,8 +237,8 @@ def fuzz_target(daphne_servers) -> Iterator[dict[str, Probe]]:
     # own connection must not end that way, so its id is one nobody guesses.
     member = users.create_user(username="fz-member", id=1_000_000_007)
     users.create_user(username="fz-target")
-    do_create_room(slug="fz", title="Fuzz", host_username=host.username)
-    do_grant_coins(user_id=member.pk, amount=1000, by_id=None)
+    do_create_room(None, slug="fz", title="Fuzz", host_username=host.username)
+    do_grant_coins(None, user_id=member.pk, amount=1000)
     probes = {}
     with contextlib.ExitStack() as stack:
         for name, user in (("host", host), ("member", member), ("guest", None)):

@@ -32,21 +32,21 @@ async def test_events_that_were_never_published_are_filled_from_the_log(daphne_s
     cast = await make_cast("lost", moderators=1, members=4)
     monkeypatch.setattr(realtime, "publish_room_event", lambda *args, **kwargs: None)
     room_id = cast.room.pk
-    host_id, member_id = cast.host.pk, cast.members[0].pk
-    await sync_to_async(do_grant_coins)(user_id=member_id, amount=1000, by_id=None)
+    host, member = cast.host, cast.members[0]
+    await sync_to_async(do_grant_coins)(None, user_id=member.pk, amount=1000)
 
     @sync_to_async
     def store_unpublished(n: int) -> int:
         # A mix of event types: the gap is in the log's seq, whatever fills it.
         kind = n % 4
         if kind == 0:
-            event = do_send_message(room=cast.room, author=cast.host, body=f"unpublished {n}")
+            event = do_send_message(host, room_id=room_id, body=f"unpublished {n}")
         elif kind == 1:
-            event = do_announce(room_id=room_id, by_id=host_id, body=f"notice {n}")
+            event = do_announce(host, room_id=room_id, body=f"notice {n}")
         elif kind == 2:
-            event = do_update_room(room_id=room_id, actor_id=host_id, title=f"Title {n}")
+            event = do_update_room(host, room_id=room_id, title=f"Title {n}")
         else:
-            event = do_send_tip(room_id=room_id, sender_id=member_id, amount=5, body=f"tip {n}", client_id=f"t{n}")
+            event = do_send_tip(member, room_id=room_id, amount=5, body=f"tip {n}", client_id=f"t{n}")
         return event.seq
 
     sender = ResilientClient([server], "lost", user=cast.moderators[0], ping_every=PING_EVERY, label="sender")

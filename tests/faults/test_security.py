@@ -183,14 +183,14 @@ def test_script_in_bodies_names_titles_notices_and_tip_notes_stays_json_data_in_
     # The sign-up form would refuse such names; the admin and scripts can still make them.
     host = users.create_user(username="<b>host</b>")
     evil = users.create_user(username='"><img src=x onerror=alert(1)>')
-    room = do_create_room(slug="xss", title=XSS[0], host_username=host.username)
-    do_grant_coins(user_id=evil.pk, amount=10_000, by_id=None)
+    room = do_create_room(None, slug="xss", title=XSS[0], host_username=host.username)
+    do_grant_coins(None, user_id=evil.pk, amount=10_000)
     planted = []
     for n, text in enumerate(XSS):
-        do_send_message(room=room, author=evil, body=text)
-        do_announce(room_id=room.pk, by_id=host.pk, body=text)
-        do_send_tip(room_id=room.pk, sender_id=evil.pk, amount=1, body=text[:200], client_id=f"t{n}")
-        do_update_room(room_id=room.pk, actor_id=host.pk, title=text.strip() or "x")
+        do_send_message(evil, room_id=room.pk, body=text)
+        do_announce(host, room_id=room.pk, body=text)
+        do_send_tip(evil, room_id=room.pk, amount=1, body=text[:200], client_id=f"t{n}")
+        do_update_room(host, room_id=room.pk, title=text.strip() or "x")
         planted.append(text)
 
     response = Client().get("/api/rooms/xss/events?after=0&limit=1000")

@@ -49,7 +49,7 @@ FIRST_SEND_BUSY = """
 @pytest.fixture
 def busy_room(transactional_db):
     host = make_user("hana_host")
-    return do_create_room(slug="busy-room", title="Busy room", host_username=host.username)
+    return do_create_room(None, slug="busy-room", title="Busy room", host_username=host.username)
 
 
 def test_a_send_refused_as_busy_goes_again_by_itself_and_shows_once(
@@ -90,7 +90,7 @@ def test_skipped_lines_are_counted_and_can_be_shown(daphne_servers, login_cookie
         "-c",
         "from django.contrib.auth import get_user_model; from rooms.models import Room;"
         " from rooms.services import do_send_message; room = Room.objects.get(slug='busy-room');"
-        f" [do_send_message(room=room, author=get_user_model().objects.get(username=n), body=f'hype {{i}}')"
+        f" [do_send_message(get_user_model().objects.get(username=n), room_id=room.pk, body=f'hype {{i}}')"
         f" for i, n in enumerate({names!r})]",
     )
 

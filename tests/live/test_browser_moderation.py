@@ -26,8 +26,8 @@ SLUG = "stage"
 def stage(transactional_db):
     """A live room hosted by hana_host."""
     host = make_user("hana_host")
-    room = do_create_room(slug=SLUG, title="Main stage", host_username=host.username)
-    do_update_room(room_id=room.pk, actor_id=None, is_live=True)
+    room = do_create_room(None, slug=SLUG, title="Main stage", host_username=host.username)
+    do_update_room(None, room_id=room.pk, is_live=True)
     return room
 
 
@@ -36,9 +36,9 @@ def test_moderator_mutes_a_viewer_from_the_message_menu(daphne_servers, login_co
 
     host = get_user_model().objects.get(username="hana_host")
     mia, bob = make_user("mia_mod"), make_user("bob")
-    do_set_role(room_id=stage.pk, username="mia_mod", role="moderator")
-    do_send_message(room=stage, author=host, body="welcome to the stage")
-    do_send_message(room=stage, author=bob, body="first!!!")
+    do_set_role(None, room_id=stage.pk, username="mia_mod", role="moderator")
+    do_send_message(host, room_id=stage.pk, body="welcome to the stage")
+    do_send_message(bob, room_id=stage.pk, body="first!!!")
     cookies = login_cookie(mia), login_cookie(bob)
     (server,) = daphne_servers(1)
     browser = launch_browser()
@@ -107,7 +107,7 @@ def test_a_big_tip_is_pinned_with_a_countdown_and_tops_the_leaderboard(
     from playwright.sync_api import expect
 
     alice, bob = make_user("alice"), make_user("bob")
-    do_grant_coins(user_id=alice.pk, amount=1000, by_id=None)
+    do_grant_coins(None, user_id=alice.pk, amount=1000)
     cookies = login_cookie(alice), login_cookie(bob)
     (server,) = daphne_servers(1)
     browser = launch_browser()
@@ -163,13 +163,13 @@ def test_mentions_and_quotes_lead_to_what_they_point_at(daphne_servers, login_co
 
     host = get_user_model().objects.get(username="hana_host")
     alice, bob = make_user("alice"), make_user("bob")
-    first = do_send_message(room=stage, author=alice, body="the very first question")
-    gone = do_send_message(room=stage, author=alice, body="regrettable words")
+    first = do_send_message(alice, room_id=stage.pk, body="the very first question")
+    gone = do_send_message(alice, room_id=stage.pk, body="regrettable words")
     for n in range(60):
-        do_send_message(room=stage, author=host, body=f"backlog {n}")
-    do_send_message(room=stage, author=host, body="answering an old one", reply_to=first)
-    do_send_message(room=stage, author=host, body="answering the gone one", reply_to=gone)
-    do_delete_message(message_id=gone.pk, by_id=host.pk)
+        do_send_message(host, room_id=stage.pk, body=f"backlog {n}")
+    do_send_message(host, room_id=stage.pk, body="answering an old one", reply_to_id=first.pk)
+    do_send_message(host, room_id=stage.pk, body="answering the gone one", reply_to_id=gone.pk)
+    do_delete_message(host, message_id=gone.pk)
     cookies = login_cookie(alice), login_cookie(bob)
     (server,) = daphne_servers(1)
     browser = launch_browser()
@@ -219,9 +219,9 @@ def test_blocking_hides_someone_for_the_blocker_only(daphne_servers, login_cooki
     from playwright.sync_api import expect
 
     alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
-    do_send_message(room=stage, author=bob, body="bob was here")
-    do_grant_coins(user_id=bob.pk, amount=100, by_id=None)
-    do_send_tip(room_id=stage.pk, sender_id=bob.pk, amount=50, body="from bob", client_id="tip-1")
+    do_send_message(bob, room_id=stage.pk, body="bob was here")
+    do_grant_coins(None, user_id=bob.pk, amount=100)
+    do_send_tip(bob, room_id=stage.pk, amount=50, body="from bob", client_id="tip-1")
     cookies = login_cookie(alice), login_cookie(bob), login_cookie(carol)
     (server,) = daphne_servers(1)
     browser = launch_browser()
@@ -264,7 +264,7 @@ def test_host_ends_the_stream_and_runs_the_room_for_everyone(
 
     host = get_user_model().objects.get(username="hana_host")
     bob = make_user("bob")
-    do_send_message(room=stage, author=host, body="we start in five")
+    do_send_message(host, room_id=stage.pk, body="we start in five")
     cookies = login_cookie(host), login_cookie(bob)
     # A room this "big" gets no line per viewer; the host team still gets theirs.
     (server,) = daphne_servers(1, env={"CHAT_JOIN_LINES_MAX_VIEWERS": "1"})

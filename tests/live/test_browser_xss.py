@@ -32,13 +32,13 @@ def test_payloads_in_titles_messages_notices_and_tip_notes_render_as_text(daphne
 
     host, fan, reader = make_user("xss_host"), make_user("xss_fan"), make_user("xss_reader")
     title = PAYLOADS[1]
-    room = do_create_room(slug="xss-room", title=title, host_username=host.username)
-    do_update_room(room_id=room.pk, actor_id=host.pk, is_live=True)
+    room = do_create_room(None, slug="xss-room", title=title, host_username=host.username)
+    do_update_room(host, room_id=room.pk, is_live=True)
     for payload in PAYLOADS:
-        do_send_message(room=room, author=fan, body=payload)
-    do_announce(room_id=room.pk, by_id=host.pk, body=PAYLOADS[2], level="warning")
-    do_grant_coins(user_id=fan.pk, amount=1000, by_id=None)
-    do_send_tip(room_id=room.pk, sender_id=fan.pk, amount=500, body=PAYLOADS[0], client_id="xss-tip")
+        do_send_message(fan, room_id=room.pk, body=payload)
+    do_announce(host, room_id=room.pk, body=PAYLOADS[2], level="warning")
+    do_grant_coins(None, user_id=fan.pk, amount=1000)
+    do_send_tip(fan, room_id=room.pk, amount=500, body=PAYLOADS[0], client_id="xss-tip")
 
     (server,) = daphne_servers(1)
     cookies = login_cookie(reader), login_cookie(fan)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @sync_to_async
 def make_room(slug: str) -> None:
     host = get_user_model().objects.create_user(username=f"{slug}-host")
-    do_create_room(slug=slug, title=f"Room {slug}", host_username=host.username)
+    do_create_room(None, slug=slug, title=f"Room {slug}", host_username=host.username)
 
 
 async def test_another_port_or_scheme_of_the_same_host_is_refused_403(daphne_servers, ws_connect):

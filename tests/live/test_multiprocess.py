@@ -47,9 +47,9 @@ def make_cast(slug: str) -> Cast:
     # Users get unusable passwords: sessions are made directly, and hashing costs time.
     users = get_user_model().objects
     host, moderator, alice, bob = (users.create_user(username=f"{slug}-{n}") for n in ("host", "mod", "alice", "bob"))
-    room = do_create_room(slug=slug, title=f"Room {slug}", host_username=host.username)
+    room = do_create_room(None, slug=slug, title=f"Room {slug}", host_username=host.username)
     # Moderators are exempt from the member rate limits (5 sends per 5 s).
-    do_set_role(room_id=room.pk, username=moderator.username, role="moderator")
+    do_set_role(None, room_id=room.pk, username=moderator.username, role="moderator")
     return Cast(room=room, host=host, moderator=moderator, alice=alice, bob=bob)
 
 

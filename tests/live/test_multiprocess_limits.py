@@ -32,9 +32,9 @@ def make_room(slug: str, *, members: int, slow_mode_seconds: int = 0) -> list:
     # Users get unusable passwords: sessions are made directly, and hashing costs time.
     users = get_user_model().objects
     host = users.create_user(username=f"{slug}-host")
-    room = do_create_room(slug=slug, title=f"Room {slug}", host_username=host.username)
+    room = do_create_room(None, slug=slug, title=f"Room {slug}", host_username=host.username)
     if slow_mode_seconds:
-        do_set_slow_mode(room_id=room.pk, by_id=host.pk, seconds=slow_mode_seconds)
+        do_set_slow_mode(host, room_id=room.pk, seconds=slow_mode_seconds)
     return [users.create_user(username=f"{slug}-member{n}") for n in range(members)]
 
 

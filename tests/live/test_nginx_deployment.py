@@ -214,7 +214,7 @@ async def through_nginx(port: int, slug: str, *, user=None, source: str, headers
 def room_and_people():
     User = get_user_model()
     host = User.objects.create_user(username="edge-host")
-    do_create_room(slug="edge", title="Edge", host_username=host.username)
+    do_create_room(None, slug="edge", title="Edge", host_username=host.username)
     return User.objects.create_user(username="ana"), User.objects.create_user(username="ben")
 
 

@@ -24,7 +24,7 @@ ONE_PER_ADDRESS = {"CHAT_MAX_CONNECTIONS_PER_IP": "1"}
 @sync_to_async
 def make_room(slug: str) -> None:
     host = get_user_model().objects.create_user(username=f"{slug}-host")
-    do_create_room(slug=slug, title=f"Room {slug}", host_username=host.username)
+    do_create_room(None, slug=slug, title=f"Room {slug}", host_username=host.username)
 
 
 def forwarded_for(address: str) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ def make_room(slug: str):
     users = get_user_model().objects
     host = users.create_user(username=f"{slug}-host")
     viewer = users.create_user(username=f"{slug}-viewer")
-    do_create_room(slug=slug, title=f"Room {slug}", host_username=host.username)
+    do_create_room(None, slug=slug, title=f"Room {slug}", host_username=host.username)
     return host, viewer
 
 

@@ -18,9 +18,9 @@ class Command(BaseCommand):
     def handle(self, *args, room, site, level, text, **options):
         with chat_errors_as_command_errors():
             if site:
-                do_site_announce(by_id=None, body=text, level=level)
+                do_site_announce(None, body=text, level=level)
                 self.stdout.write(self.style.SUCCESS("Site notice posted to every room."))
             else:
                 target = get_room(room)
-                do_announce(room_id=target.pk, by_id=None, body=text, level=level)
+                do_announce(None, room_id=target.pk, body=text, level=level)
                 self.stdout.write(self.style.SUCCESS(f"Notice posted to {target.slug}."))

@@ -14,5 +14,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, slug, title, host, **options):
         with chat_errors_as_command_errors():
-            room = do_create_room(slug=slug, title=title, host_username=host)
+            room = do_create_room(None, slug=slug, title=title, host_username=host)
         self.stdout.write(self.style.SUCCESS(f"Created room {room.slug!r} hosted by {host}."))

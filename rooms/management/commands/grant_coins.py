@@ -19,5 +19,5 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user named {username!r}.")
         with chat_errors_as_command_errors():
-            wallet = do_grant_coins(user_id=user.pk, amount=amount, by_id=None, note=note or "manage.py grant_coins")
+            wallet = do_grant_coins(None, user_id=user.pk, amount=amount, note=note or "manage.py grant_coins")
         self.stdout.write(self.style.SUCCESS(f"{username} now has {wallet.balance} coins."))

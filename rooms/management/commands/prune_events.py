@@ -5,13 +5,13 @@ from django.core.management.base import BaseCommand
 from rooms.errors import BadRequest
 from rooms.management.commands._base import chat_errors_as_command_errors
 from rooms.selectors import get_room
-from rooms.services.retention import PRUNE_MAX_DAYS, PRUNE_MIN_DAYS, check_prune_days, do_prune_events
+from rooms.services.retention import PRUNE_MAX_DAYS, PRUNE_MIN_DAYS, do_prune_events, validate_prune_days
 
 
 def days(raw: str) -> int:
     # argparse turns this into "argument --older-than: <sentence>", a CommandError.
     try:
-        return check_prune_days(int(raw))
+        return validate_prune_days(int(raw))
     except (ValueError, BadRequest):
         raise argparse.ArgumentTypeError(
             f"must be a whole number of days from {PRUNE_MIN_DAYS} to {PRUNE_MAX_DAYS}, not {raw!r}"
@@ -41,7 +41,7 @@ class Command(BaseCommand):
     def handle(self, *args, older_than, room, dry_run, **options):
         with chat_errors_as_command_errors():
             room_id = get_room(room).pk if room is not None else None
-            report = do_prune_events(older_than_days=older_than, room_id=room_id, dry_run=dry_run)
+            report = do_prune_events(None, older_than_days=older_than, room_id=room_id, dry_run=dry_run)
         verb = "would delete" if dry_run else "deleted"
         for p in report:
             self.stdout.write(

@@ -36,14 +36,14 @@ class Command(BaseCommand):
                     user.set_password(DEMO_PASSWORD)
                     user.save()
                 if not Wallet.objects.filter(user=user).exists():
-                    do_grant_coins(user_id=user.pk, amount=1000, by_id=None, note="demo coins")
+                    do_grant_coins(None, user_id=user.pk, amount=1000, note="demo coins")
             if not Room.objects.filter(slug="lobby").exists():
-                room = do_create_room(slug="lobby", title="Friday night speedruns", host_username="streamer")
-                do_set_role(room_id=room.pk, username="mod", role="moderator")
-                do_update_room(room_id=room.pk, actor_id=None, is_live=True)
-                do_send_message(room=room, author=User.objects.get(username="streamer"), body="Welcome in! Say hi 👋")
+                room = do_create_room(None, slug="lobby", title="Friday night speedruns", host_username="streamer")
+                do_set_role(None, room_id=room.pk, username="mod", role="moderator")
+                do_update_room(None, room_id=room.pk, is_live=True)
+                do_send_message(User.objects.get(username="streamer"), room_id=room.pk, body="Welcome in! Say hi 👋")
             if not Room.objects.filter(slug="chill").exists():
-                do_create_room(slug="chill", title="Lo-fi and chill", host_username="streamer")
+                do_create_room(None, slug="chill", title="Lo-fi and chill", host_username="streamer")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: rooms 'lobby' (live) and 'chill'; users {', '.join(p[0] for p in PEOPLE)} "

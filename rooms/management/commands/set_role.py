@@ -16,5 +16,5 @@ class Command(BaseCommand):
     def handle(self, *args, slug, username, role, **options):
         with chat_errors_as_command_errors():
             room = get_room(slug)
-            do_set_role(room_id=room.pk, username=username, role=role)
+            do_set_role(None, room_id=room.pk, username=username, role=role)
         self.stdout.write(self.style.SUCCESS(f"{username} is now {role} of {slug}."))
