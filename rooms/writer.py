@@ -180,7 +180,7 @@ class RoomLoad:
 
     async def _store(self, seconds: int) -> None:
         try:
-            await writes(do_auto_slow_mode)(room_id=self.room_id, seconds=seconds)
+            await writes(do_auto_slow_mode)(None, room_id=self.room_id, seconds=seconds)
         except Exception:
             logger.warning("Could not change the automatic slow mode of room %s", self.room_id, exc_info=True)
         finally:

@@ -118,11 +118,12 @@ def room_event(room: Room) -> events.RoomEventData:
     )
 
 
-def do_auto_slow_mode(*, room_id: int, seconds: int) -> RoomEvent | None:
+def do_auto_slow_mode(actor, *, room_id: int, seconds: int) -> RoomEvent | None:
     """Engage (seconds > 0) or lift (0) the slow mode the server sets by itself when members
     send faster than the room can store. It never overrides a slow mode a moderator set:
     engaging needs the room without slow mode, lifting needs it to be the server's own.
-    None when there was nothing to change."""
+    None when there was nothing to change. `actor`: None, the server (kept for the
+    services' one signature)."""
     with transaction.atomic():
         room = Room.objects.select_for_update().get(pk=room_id)
         if seconds and (room.slow_mode_seconds or room.slow_mode_auto):

@@ -87,7 +87,7 @@ def test_turned_off_it_never_engages(settings, changes):
 
 def test_engaging_sets_slow_mode_and_tells_the_room(room, broadcasts, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        event = do_auto_slow_mode(room_id=room.pk, seconds=10)
+        event = do_auto_slow_mode(None, room_id=room.pk, seconds=10)
 
     room.refresh_from_db()
     assert (room.slow_mode_seconds, room.slow_mode_auto) == (10, True)
@@ -97,9 +97,9 @@ def test_engaging_sets_slow_mode_and_tells_the_room(room, broadcasts, django_cap
 
 
 def test_lifting_clears_it_and_tells_the_room(room, broadcasts, django_capture_on_commit_callbacks):
-    do_auto_slow_mode(room_id=room.pk, seconds=10)
+    do_auto_slow_mode(None, room_id=room.pk, seconds=10)
     with django_capture_on_commit_callbacks(execute=True):
-        do_auto_slow_mode(room_id=room.pk, seconds=0)
+        do_auto_slow_mode(None, room_id=room.pk, seconds=0)
 
     room.refresh_from_db()
     assert (room.slow_mode_seconds, room.slow_mode_auto) == (0, False)
@@ -111,8 +111,8 @@ def test_a_moderators_slow_mode_is_never_changed_by_the_server(room, moderator):
 
     check_set_slow_mode(moderator, room_id=room.pk, seconds=30)
 
-    assert do_auto_slow_mode(room_id=room.pk, seconds=10) is None
-    assert do_auto_slow_mode(room_id=room.pk, seconds=0) is None
+    assert do_auto_slow_mode(None, room_id=room.pk, seconds=10) is None
+    assert do_auto_slow_mode(None, room_id=room.pk, seconds=0) is None
     room.refresh_from_db()
     assert (room.slow_mode_seconds, room.slow_mode_auto) == (30, False)
 
@@ -120,7 +120,7 @@ def test_a_moderators_slow_mode_is_never_changed_by_the_server(room, moderator):
 def test_a_moderator_overrides_the_automatic_slow_mode(room, moderator, broadcasts, django_capture_on_commit_callbacks):
     from moderation.services import check_set_slow_mode
 
-    do_auto_slow_mode(room_id=room.pk, seconds=10)
+    do_auto_slow_mode(None, room_id=room.pk, seconds=10)
     with django_capture_on_commit_callbacks(execute=True):
         check_set_slow_mode(moderator, room_id=room.pk, seconds=0)
 
@@ -129,4 +129,4 @@ def test_a_moderator_overrides_the_automatic_slow_mode(room, moderator, broadcas
     assert broadcasts.of_type("room")[-1]["slow_mode_auto"] is False
     assert broadcasts.of_type("moderation")[-1]["seconds"] == 0
     # Off now by the moderators' choice: the server's lifting has nothing to lift.
-    assert do_auto_slow_mode(room_id=room.pk, seconds=0) is None
+    assert do_auto_slow_mode(None, room_id=room.pk, seconds=0) is None

@@ -116,7 +116,7 @@ def test_the_automatic_slow_mode_says_so(daphne_servers, login_cookie, launch_br
     viewer = Viewer(launch_browser(), server, cookie)
     viewer.open_room(busy_room.slug)
 
-    auto = "from rooms.services import do_auto_slow_mode; do_auto_slow_mode(room_id={}, seconds={})"
+    auto = "from rooms.services import do_auto_slow_mode; do_auto_slow_mode(None, room_id={}, seconds={})"
     manage(server, "shell", "-c", auto.format(busy_room.pk, 10))
 
     expect(viewer.page.locator("#slow-mode")).to_contain_text("automatic")
