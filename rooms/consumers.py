@@ -17,7 +17,6 @@ import asyncio
 import logging
 import uuid
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -33,11 +32,10 @@ from rooms.delivery.transport import transport_for
 from rooms.errors import ChatError
 from rooms.permissions import is_team
 from rooms.presence import Entry, get_presence
-from rooms.protocol import MAX_ID, Close, Command, ProtocolError, frames, parse_client_frame
+from rooms.protocol import Close, Command, ProtocolError, frames, parse_after, parse_client_frame
 
 logger = logging.getLogger(__name__)
 
-BAD_AFTER = "`after` must be a non-negative integer; showing the latest history instead."
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -71,7 +69,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # The last reply on its way: the next one goes after it.
         self._last_reply: asyncio.Future | None = None
         self.transport = transport_for(self.base_send)
-        after, after_bad = _parse_after(self.scope.get("query_string", b""))
+        after, after_refused = parse_after(self.scope.get("query_string", b""))
         state = await reads(welcome.viewer_state)(self.scope["url_route"]["kwargs"]["slug"], self.user)
         self.transport.connecting()
         await self.accept()
@@ -103,8 +101,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.room_id, offset=0, limit=50, local_viewers=self.hub.local_viewers(self.room_id)
         )
         await self.send(text_data=welcome.welcome_frame(state, room=room, history=history, roster=roster))
-        if after_bad:
-            await self.send(text_data=frames.error("bad_request", BAD_AFTER))
+        if after_refused is not None:
+            await self.send(text_data=frames.error(after_refused.code, after_refused.detail))
         if not history.truncated:
             # A truncated resume keeps holding until the client has paged the rest with sync.
             await self.write_frame(self.stream.release(history.last_seq))
@@ -293,17 +291,3 @@ def _budget_for(me: dict[str, Any]) -> dict[str, float]:
     """The command budget of a viewer: the host team and staff run the room, at a multiple."""
     multiplier = settings.CHAT_TEAM_COMMAND_MULTIPLIER if is_team(me["role"]) or me.get("staff") else 1
     return {"rate": settings.CHAT_COMMANDS_PER_SECOND * multiplier, "burst": settings.CHAT_COMMANDS_BURST * multiplier}
-
-
-def _parse_after(query_string: bytes) -> tuple[int | None, bool]:
-    """(`after` of ?after=N, whether one was given but is not a valid seq)."""
-    values = parse_qs(query_string.decode("latin-1")).get("after")
-    if not values:
-        return None, False
-    try:
-        after = int(values[0])
-    except ValueError:
-        return None, True
-    if not 0 <= after <= MAX_ID:
-        return None, True
-    return after, False

@@ -12,7 +12,7 @@ Import from the package: `from rooms.protocol import events, frames, encode, Clo
 """
 
 from rooms.protocol import events, frames
-from rooms.protocol.commands import Command, ProtocolError, parse_client_frame
+from rooms.protocol.commands import Command, ProtocolError, parse_after, parse_client_frame
 from rooms.protocol.limits import (
     CLIENT_ID_MAX,
     CODES_WITH_RETRY_AFTER,
@@ -59,6 +59,7 @@ __all__ = [
     "events",
     "frames",
     "iso",
+    "parse_after",
     "parse_client_frame",
     "parse_iso",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.conf import settings
 
@@ -242,3 +243,20 @@ def parse_client_frame(text: str | None) -> Command:
     if kind in REQUIRES_CLIENT_ID and client_id is None:
         raise ProtocolError("bad_request", f"`{kind}` needs a `client_id`.")
     return Command(type=kind, client_id=client_id, args=parser(frame, client_id))
+
+
+def parse_after(query_string: bytes) -> tuple[int | None, ProtocolError | None]:
+    """`?after=N` of a connection's URL: (N or None, and the error to tell the client
+    when one was given but is not a seq; it then gets the latest history instead)."""
+    values = parse_qs(query_string.decode("latin-1")).get("after")
+    if not values:
+        return None, None
+    try:
+        after = int(values[0])
+    except ValueError:
+        after = -1
+    if not 0 <= after <= MAX_ID:
+        return None, ProtocolError(
+            "bad_request", "`after` must be a non-negative integer; showing the latest history instead."
+        )
+    return after, None
