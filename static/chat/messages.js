@@ -4,7 +4,7 @@
  * original.
  */
 import { flash } from "./mentions.js";
-import { gettext } from "./i18n.js";
+import { format, gettext, ngettext } from "./i18n.js";
 import * as view from "./render.js";
 
 // Enough scrollback to read a conversation; beyond it a busy room would only eat memory.
@@ -230,14 +230,24 @@ export class MessageList {
       const show = document.createElement("button");
       show.type = "button";
       show.className = "link-button";
-      show.textContent = "Show them";
+      show.textContent = gettext("Show them");
+      // Reached with the arrow keys like every button in the list (roving.js).
+      show.tabIndex = -1;
       show.addEventListener("click", () => this.#loadSkipped(line));
       line.append(text, " ", show);
       this.insert(line);
     }
     line.dataset.count = String(Number(line.dataset.count) + count);
     line.dataset.upto = String(lastSeq);
-    line.firstChild.textContent = `${line.dataset.count} messages skipped: the room is moving faster than anyone can read.`;
+    const total = Number(line.dataset.count);
+    line.firstChild.textContent = format(
+      ngettext(
+        "%(n)s message skipped: the room is moving faster than anyone can read.",
+        "%(n)s messages skipped: the room is moving faster than anyone can read.",
+        total,
+      ),
+      { n: total },
+    );
   }
 
   async #loadSkipped(line) {
@@ -256,7 +266,7 @@ export class MessageList {
       }
       this.scroll.keepPosition(() => line.replaceWith(...nodes));
     } catch {
-      this.toast("Couldn't load the skipped messages. Try again in a moment.");
+      this.toast(gettext("Couldn't load the skipped messages. Try again in a moment."));
     }
   }
 
