@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions (the language switch is kept there), before CommonMiddleware.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -188,7 +190,12 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "room_list"
 LOGOUT_REDIRECT_URL = "room_list"
 
-LANGUAGE_CODE = "en-us"
+# The page's language: the switch in the header (a cookie), else the browser's
+# Accept-Language, else English. Catalogs are locale/*/LC_MESSAGES/*.po, compiled by
+# scripts/test and scripts/serve.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth.forms import UserCreationForm
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -13,8 +13,14 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+# The viewer's own standing and the team's view of a person: moderation's reads. They
+# serve only this page's endpoints below; moderation/views.py is where they would move.
+from moderation.selectors import active_ban, active_mute
 from rooms import selectors
 from rooms.errors import NotFound
+from rooms.models import Message
+from rooms.permissions import MODERATOR, actor_rank
+from rooms.protocol import iso
 
 EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
@@ -39,9 +45,10 @@ def room_page(request: HttpRequest, slug: str) -> HttpResponse:
             "leaderboard_api": reverse("room_leaderboard", args=[room.slug]),
             "moderation_log_api": reverse("room_moderation_log", args=[room.slug]),
             "blocks_api": reverse("my_blocks"),
-            "body_max": settings.CHAT_BODY_MAX_CHARS,
+            "standing_api": reverse("my_standing", args=[room.slug]),
+            # The page appends a person's id to this prefix.
+            "people_api": reverse("room_person", args=[room.slug, 0]).removesuffix("0"),
             "join_lines_max_viewers": settings.CHAT_JOIN_LINES_MAX_VIEWERS,
-            "tip_max": settings.CHAT_TIP_MAX,
         },
     )
 
@@ -192,3 +199,57 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 @require_GET
 async def livez(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+def _restriction(row) -> dict | None:
+    return None if row is None else {"until": iso(row.until), "reason": row.reason}
+
+
+@require_GET
+@never_cache
+def my_standing(request: HttpRequest, slug: str) -> JsonResponse:
+    """The signed-in viewer's own ban and mute in the room: what the page says when the
+    socket is refused (4403) or the viewer was kicked, since a close frame carries no
+    length or reason."""
+    try:
+        room = selectors.get_room(slug)
+    except NotFound as exc:
+        return json_error(exc.code, exc.detail, 404)
+    if not request.user.is_authenticated:
+        return JsonResponse({"banned": None, "muted": None})
+    return JsonResponse(
+        {
+            "banned": _restriction(active_ban(room.pk, request.user.pk)),
+            "muted": _restriction(active_mute(room.pk, request.user.pk)),
+        }
+    )
+
+
+PERSON_RECENT_MESSAGES = 5
+
+
+@require_GET
+def room_person(request: HttpRequest, slug: str, user_id: int) -> JsonResponse:
+    """A person's card in a room, for signed-in viewers: role, account age and their
+    latest messages here; for the host team also their mute and ban."""
+    try:
+        room = selectors.get_room(slug)
+    except NotFound as exc:
+        return json_error(exc.code, exc.detail, 404)
+    if not request.user.is_authenticated:
+        return json_error("unauthenticated", "Sign in first.", 401)
+    person = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if person is None:
+        return json_error("not_found", "No such person.", 404)
+    recent = Message.objects.filter(room=room, author=person, deleted_at__isnull=True).order_by("-seq")[
+        :PERSON_RECENT_MESSAGES
+    ]
+    card = {
+        "person": selectors.user_in_room(person, room),
+        "joined": iso(person.date_joined),
+        "recent": [{"id": m.pk, "seq": m.seq, "body": m.body, "ts": iso(m.created_at)} for m in recent],
+    }
+    if actor_rank(request.user, room) >= MODERATOR:
+        card["muted"] = _restriction(active_mute(room.pk, person.pk))
+        card["banned"] = _restriction(active_ban(room.pk, person.pk))
+    return JsonResponse(card)

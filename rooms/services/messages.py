@@ -20,7 +20,12 @@ from rooms.selectors import send_contexts, user_in_room, user_with_standing
 from rooms.services.events import build_event, publish_on_commit, take_seqs
 from rooms.text import visible
 
-MENTION_RE = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
+# PROTOCOL.md v1.1 "Mentions in any script": `@` not after an ASCII letter or digit (so
+# `a@b.com` is none), then a run of username characters (Django's `[\w.@+-]`, Unicode
+# \w, less `@`, which starts the next mention). Which prefix of the run is the name is
+# decided by resolve_mentions: text may run on after a name without a space (你好@小明今天).
+# static/chat/richtext.js findMentions applies the same rule in the page.
+MENTION_RE = re.compile(r"(?<![A-Za-z0-9])@([\w.+-]{1,150})")
 
 
 @dataclass(frozen=True)
@@ -267,12 +272,19 @@ def reply_excerpt(message: Message | None, room: Room) -> dict[str, Any] | None:
 
 
 def resolve_mentions(body: str, room: Room) -> list[dict[str, Any]]:
-    """`@name` tokens that name a user, in order of first appearance; others stay text."""
-    names = list(dict.fromkeys(m.rstrip(".") for m in MENTION_RE.findall(body)))[:20]
-    if not names:
+    """Users named by `@name`, in order of first appearance; other `@` text stays text.
+    Each `@` names the longest username its run of name characters starts with."""
+    runs = MENTION_RE.findall(body)[:20]
+    if not runs:
         return []
     User = get_user_model()
     field = User.USERNAME_FIELD
-    found = {getattr(u, field): u for u in User.objects.filter(**{f"{field}__in": names}, is_active=True)}
-    where = standings(found.values(), room)
-    return [user_with_standing(found[name], where[found[name].pk]) for name in names if name in found]
+    prefixes = {run[:n] for run in runs for n in range(1, len(run) + 1)}
+    found = {getattr(u, field): u for u in User.objects.filter(**{f"{field}__in": prefixes}, is_active=True)}
+    names = []
+    for run in runs:
+        name = next((run[:n] for n in range(len(run), 0, -1) if run[:n] in found), None)
+        if name is not None and name not in names:
+            names.append(name)
+    where = standings([found[name] for name in names], room)
+    return [user_with_standing(found[name], where[found[name].pk]) for name in names]

@@ -3,6 +3,7 @@
  * out with a client_id and settles on the one `ack` or `error` that carries it back.
  */
 import { newClientId } from "./connection.js";
+import { gettext } from "./i18n.js";
 
 const ANSWER_WITHIN_MS = 10_000;
 
@@ -28,12 +29,12 @@ export class Commands {
   run(frame, { clientId = newClientId() } = {}) {
     return new Promise((resolve, reject) => {
       if (!this.connection.send({ ...frame, client_id: clientId })) {
-        reject(new CommandError("offline", "Not connected: try again when the chat reconnects."));
+        reject(new CommandError("offline", gettext("Not connected: try again when the chat reconnects.")));
         return;
       }
       const timer = setTimeout(() => {
         this.pending.delete(clientId);
-        reject(new CommandError("timeout", "No answer from the server yet: check before trying again."));
+        reject(new CommandError("timeout", gettext("No answer from the server yet: check before trying again.")));
       }, ANSWER_WITHIN_MS);
       this.pending.set(clientId, { resolve, reject, timer });
     });
@@ -46,7 +47,7 @@ export class Commands {
     this.pending.delete(frame.client_id);
     clearTimeout(waiting.timer);
     if (frame.type === "ack") waiting.resolve(frame);
-    else waiting.reject(new CommandError(frame.code, frame.detail || "That did not work.", frame.retry_after ?? null));
+    else waiting.reject(new CommandError(frame.code, frame.detail || gettext("That did not work."), frame.retry_after ?? null));
     return true;
   }
 
@@ -54,7 +55,7 @@ export class Commands {
   abandon() {
     for (const [clientId, waiting] of this.pending) {
       clearTimeout(waiting.timer);
-      waiting.reject(new CommandError("lost", "The connection dropped before the server answered; check before trying again."));
+      waiting.reject(new CommandError("lost", gettext("The connection dropped before the server answered; check before trying again.")));
       this.pending.delete(clientId);
     }
   }

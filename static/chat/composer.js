@@ -1,8 +1,11 @@
 /**
  * The message box: Enter sends, Shift+Enter starts a new line, a live character count,
  * and a Send button that only works when a send can actually go out. In slow mode the
- * button counts down to the next allowed send; the draft always stays put.
+ * button counts down to the next allowed send; while muted or banned nothing goes out.
+ * The draft always stays put.
  */
+import { format, gettext } from "./i18n.js";
+import { limits } from "./limits.js";
 
 /** The body as the server will judge it: trimmed, counted in code points like Python's len(). */
 export function measureBody(text) {
@@ -15,9 +18,12 @@ export function canSend({ length, max, connected }) {
 }
 
 export class Composer {
-  constructor({ form, input, button, counter, hint, status, replyChip, replyText, replyCancel, max, onSubmit, onKey }) {
-    Object.assign(this, { form, input, button, counter, hint, status, replyChip, replyText, max, onSubmit, onKey });
+  constructor({ form, input, button, counter, hint, status, replyChip, replyText, replyCancel, onSubmit, onKey }) {
+    Object.assign(this, { form, input, button, counter, hint, status, replyChip, replyText, onSubmit, onKey });
     this.connected = false;
+    // Why nothing may be sent now (muted, banned), or "": the send is then held back
+    // here, where the draft stays, rather than failing at the server.
+    this.blocked = "";
     this.replyTo = null;
     this.notes = new Map();
     this.cooldownUntil = 0;
@@ -39,9 +45,14 @@ export class Composer {
     this.refresh();
   }
 
+  /** The longest body the server takes (welcome.limits). */
+  get max() {
+    return limits.body_max_chars;
+  }
+
   submit() {
     const { trimmed, length } = measureBody(this.input.value);
-    if (!canSend({ length, max: this.max, connected: this.connected }) || this.cooling()) return;
+    if (!canSend({ length, max: this.max, connected: this.connected }) || this.cooling() || this.blocked) return;
     this.onSubmit({ body: trimmed, replyTo: this.replyTo });
     // Setting .value fires no input event, so the counter and button need a refresh.
     this.input.value = "";
@@ -58,7 +69,7 @@ export class Composer {
   setReply(reply) {
     this.replyTo = reply;
     this.replyChip.hidden = !reply;
-    this.replyText.textContent = reply ? `Replying to ${reply.name}: ${reply.excerpt}` : "";
+    this.replyText.textContent = reply ? format(gettext("Replying to %(name)s: %(excerpt)s"), reply) : "";
     if (reply) this.input.focus();
   }
 
@@ -88,6 +99,13 @@ export class Composer {
     this.status.hidden = !text;
   }
 
+  /** Hold every send back (muted, banned: `why`), or "" to allow them again. */
+  setBlocked(why) {
+    if (this.blocked === why) return;
+    this.blocked = why;
+    this.refresh();
+  }
+
   /** A standing note under the box (muted, slow mode); keyed so each can be cleared. */
   note(key, text) {
     if (text) this.notes.set(key, text);
@@ -101,13 +119,14 @@ export class Composer {
     this.counter.classList.toggle("over", length > this.max);
     this.counter.classList.toggle("near", length > this.max * 0.9 && length <= this.max);
     const wait = Math.ceil((this.cooldownUntil - Date.now()) / 1000);
-    this.button.disabled = !canSend({ length, max: this.max, connected: this.connected }) || wait > 0;
-    this.button.textContent = wait > 0 ? `${wait} s` : this.buttonLabel;
+    this.button.disabled = !canSend({ length, max: this.max, connected: this.connected }) || wait > 0 || Boolean(this.blocked);
+    this.button.textContent = wait > 0 ? format(gettext("%(n)s s"), { n: wait }) : this.buttonLabel;
     this.button.classList.toggle("cooling", wait > 0);
-    this.button.title = wait > 0 ? `Slow mode: you can send again in ${wait} s` : "";
+    this.button.title = wait > 0 ? format(gettext("Slow mode: you can send again in %(n)s s"), { n: wait }) : "";
     const notes = [...this.notes.values()];
-    if (!this.connected) notes.unshift("Not connected: your message will wait here.");
-    if (length > this.max) notes.unshift(`Too long by ${length - this.max} characters.`);
-    this.hint.textContent = notes.join(" · ");
+    // A banned viewer is not coming back: "will wait" would be a false promise.
+    if (!this.connected && !this.blocked) notes.unshift(gettext("Not connected: your message will wait here."));
+    if (length > this.max) notes.unshift(format(gettext("Too long by %(n)s characters."), { n: length - this.max }));
+    this.hint.textContent = notes.join(gettext(" · "));
   }
 }

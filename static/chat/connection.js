@@ -7,6 +7,7 @@
  * `sync`, and a reconnect resumes with `?after=<last seq>`.
  */
 import { backoffDelay } from "./backoff.js";
+import { learn, limits } from "./limits.js";
 import { Sequencer } from "./sequencer.js";
 
 export const PING_EVERY_MS = 20_000;
@@ -18,15 +19,6 @@ const SYNC_TIMEOUT_MS = 10_000;
 const LONG_HIDDEN_MS = 30_000;
 const PROBE_TIMEOUT_MS = 5_000;
 const WATCH_EVERY_MS = 5_000;
-
-export const CLOSE = Object.freeze({
-  KICKED: 4000,
-  FORBIDDEN: 4403,
-  NOT_FOUND: 4404,
-  HEARTBEAT: 4408,
-  BEHIND: 4409,
-  FLOODING: 4429,
-});
 
 // Frames that are about this connection, not the room log. Anything else carrying an
 // integer `seq` is a room event, including types this client does not know yet.
@@ -54,17 +46,19 @@ export function socketUrl(location, path, after) {
  * Returns {reconnect, delay, reason, countsAsFailure}.
  */
 export function closePolicy(code, attempt, random = Math.random) {
+  // The codes are the server's (welcome.limits.close_codes).
+  const codes = limits.close_codes;
   switch (code) {
-    case CLOSE.FORBIDDEN:
+    case codes.forbidden:
       return { reconnect: false, reason: "forbidden" };
-    case CLOSE.NOT_FOUND:
+    case codes.not_found:
       return { reconnect: false, reason: "not_found" };
-    case CLOSE.KICKED:
+    case codes.kicked:
       return { reconnect: true, delay: KICKED_WAIT_MS, reason: "kicked", countsAsFailure: false };
-    case CLOSE.BEHIND:
+    case codes.too_far_behind:
       // The server dropped us for falling behind; the log has everything, so resume now.
       return { reconnect: true, delay: 0, reason: "behind", countsAsFailure: false };
-    case CLOSE.FLOODING:
+    case codes.flooding:
       return {
         reconnect: true,
         delay: 10_000 + backoffDelay(attempt, { base: 2_000, cap: 60_000, random }),
@@ -136,8 +130,14 @@ export class RoomConnection {
     window.removeEventListener("online", this.onOnline);
     window.removeEventListener("offline", this.onOffline);
     document.removeEventListener("visibilitychange", this.onVisibility);
-    this.#discardSocket(1000);
+    this.#discardSocket(limits.close_codes.normal);
     this.#clear("reconnect");
+  }
+
+  /** Stop for good with `reason`: the page learned it may not come back (banned while kicked). */
+  halt(reason) {
+    this.stop();
+    this.#setStatus("stopped", 0, reason);
   }
 
   /** Send a command frame; false when there is no welcomed connection to send it on. */
@@ -235,7 +235,7 @@ export class RoomConnection {
   /** The socket looks dead without having closed (sleep, NAT timeout, proxy). */
   #drop() {
     if (!this.socket) return;
-    this.#discardSocket(1000);
+    this.#discardSocket(limits.close_codes.normal);
     this.attempt += 1;
     this.#schedule(0);
   }
@@ -243,7 +243,7 @@ export class RoomConnection {
   #goOffline() {
     if (this.stopped) return;
     // The connection cannot survive without a network; resume from the log on `online`.
-    this.#discardSocket(1000);
+    this.#discardSocket(limits.close_codes.normal);
     this.#clear("reconnect");
     this.#open();
   }
@@ -352,6 +352,7 @@ export class RoomConnection {
   }
 
   #welcome(frame) {
+    learn(frame.limits);
     const history = Array.isArray(frame.history) ? frame.history.filter((e) => Number.isInteger(e?.seq)) : [];
     const roomLast = Number.isInteger(frame.last_seq) ? frame.last_seq : 0;
     // A log that is now shorter than what we saw was reset: start over as a first visit.

@@ -2,11 +2,15 @@
  * @mentions: name suggestions while typing `@`, and a count of mentions of you that
  * arrived while you were scrolled up reading older lines.
  */
+import { format, ngettext } from "./i18n.js";
 import { h } from "./render.js";
+import { NAME_CHAR } from "./richtext.js";
 
 const MAX_SUGGESTIONS = 8;
-// The same token the server resolves (rooms/services/messages.py MENTION_RE), up to the caret.
-const TOKEN_BEFORE_CARET = /(?:^|[^\w@])@([\w.+-]{0,150})$/u;
+// The token the server resolves (rooms/services/messages.py MENTION_RE) up to the caret:
+// `@` not after an ASCII letter or digit, then name characters in any script (你好@小).
+const TOKEN_BEFORE_CARET = new RegExp(`(?:^|[^A-Za-z0-9])@(${NAME_CHAR}{0,150})$`, "u");
+const NAME_RUN_START = new RegExp(`^${NAME_CHAR}*`, "u");
 
 /** The `@partial` being typed at `caret`, or null. */
 export function mentionQuery(text, caret) {
@@ -105,7 +109,7 @@ export class MentionAutocomplete {
     if (!name || !this.token) return;
     const { start, end } = this.token;
     const value = this.input.value;
-    const after = value.slice(end).replace(/^[\w.+-]*/u, "");
+    const after = value.slice(end).replace(NAME_RUN_START, "");
     const insert = `@${name}${after.startsWith(" ") ? "" : " "}`;
     this.input.value = value.slice(0, start) + insert + after;
     const caret = start + insert.length;
@@ -202,7 +206,7 @@ export class UnreadMentions {
   #render() {
     const n = this.unread.length;
     this.button.hidden = n === 0;
-    this.button.textContent = n === 1 ? "1 mention ↓" : `${n} mentions ↓`;
+    this.button.textContent = format(ngettext("%(n)s mention ↓", "%(n)s mentions ↓", n), { n });
   }
 }
 

@@ -4,6 +4,7 @@
  * original.
  */
 import { flash } from "./mentions.js";
+import { format, gettext, ngettext } from "./i18n.js";
 import * as view from "./render.js";
 
 // Enough scrollback to read a conversation; beyond it a busy room would only eat memory.
@@ -70,7 +71,7 @@ export class MessageList {
       if (Number.isInteger(event.id)) {
         for (const quote of this.list.querySelectorAll(`.msg-reply[data-reply-to="${event.id}"]`)) {
           quote.classList.add("is-deleted");
-          quote.querySelector(".msg-reply-excerpt").textContent = "message deleted";
+          quote.querySelector(".msg-reply-excerpt").textContent = gettext("message deleted");
         }
       }
       return null;
@@ -130,6 +131,48 @@ export class MessageList {
     }
   }
 
+  /**
+   * Put back what a person wrote or tipped within the stretch of the log on screen
+   * (they were just unblocked). The events API leaves out only whom the viewer blocks
+   * now, so it has their lines again.
+   */
+  async restoreAuthor(id) {
+    if (!this.eventsApi || !(this.oldestSeq >= 1)) return;
+    const url = new URL(this.eventsApi, window.location.href);
+    url.searchParams.set("after", String(this.oldestSeq - 1));
+    url.searchParams.set("limit", "1000");
+    let events;
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      events = (await response.json()).events || [];
+    } catch {
+      this.toast(gettext("Couldn't load their earlier messages. Reload the page to see them."));
+      return;
+    }
+    const wasAtBottom = this.scroll.stuck;
+    for (const event of events) {
+      const author = (event.author ?? event.from)?.id;
+      if (author !== id || (event.type !== "message" && event.type !== "tip") || this.isBlocked(event)) continue;
+      if (this.list.querySelector(`:scope > li[data-seq="${event.seq}"]`)) continue;
+      const node = view.renderEvent(event, this.context());
+      if (node) this.#insertAtSeq(node, event.seq);
+    }
+    if (wasAtBottom) this.scroll.toBottom();
+  }
+
+  /** Insert a line where its seq puts it among the lines shown. */
+  #insertAtSeq(node, seq) {
+    for (const line of this.list.children) {
+      const at = Number(line.dataset.seq || NaN);
+      if (Number.isInteger(at) && at > seq) {
+        this.list.insertBefore(node, line);
+        return;
+      }
+    }
+    this.insert(node);
+  }
+
   /** Prepend the page of the log before the oldest line shown; true if it loaded. */
   loadOlder() {
     if (!(this.oldestSeq > 1) || !this.eventsApi) return Promise.resolve(false);
@@ -164,7 +207,7 @@ export class MessageList {
       this.loadOlderButton.hidden = this.oldestSeq <= 1;
       return true;
     } catch {
-      this.toast("Couldn't load earlier messages. Try again in a moment.");
+      this.toast(gettext("Couldn't load earlier messages. Try again in a moment."));
       return false;
     } finally {
       this.loadOlderButton.disabled = false;
@@ -187,14 +230,24 @@ export class MessageList {
       const show = document.createElement("button");
       show.type = "button";
       show.className = "link-button";
-      show.textContent = "Show them";
+      show.textContent = gettext("Show them");
+      // Reached with the arrow keys like every button in the list (roving.js).
+      show.tabIndex = -1;
       show.addEventListener("click", () => this.#loadSkipped(line));
       line.append(text, " ", show);
       this.insert(line);
     }
     line.dataset.count = String(Number(line.dataset.count) + count);
     line.dataset.upto = String(lastSeq);
-    line.firstChild.textContent = `${line.dataset.count} messages skipped: the room is moving faster than anyone can read.`;
+    const total = Number(line.dataset.count);
+    line.firstChild.textContent = format(
+      ngettext(
+        "%(n)s message skipped: the room is moving faster than anyone can read.",
+        "%(n)s messages skipped: the room is moving faster than anyone can read.",
+        total,
+      ),
+      { n: total },
+    );
   }
 
   async #loadSkipped(line) {
@@ -213,7 +266,7 @@ export class MessageList {
       }
       this.scroll.keepPosition(() => line.replaceWith(...nodes));
     } catch {
-      this.toast("Couldn't load the skipped messages. Try again in a moment.");
+      this.toast(gettext("Couldn't load the skipped messages. Try again in a moment."));
     }
   }
 
@@ -225,7 +278,7 @@ export class MessageList {
       line = this.find(id);
     }
     if (!line) {
-      this.toast("The original message is no longer available.", "info");
+      this.toast(gettext("The original message is no longer available."), "info");
       return;
     }
     if (!this.shows(line)) this.setFilter("all");

@@ -5,6 +5,8 @@
  * retry after an error reuses it, so the server's idempotency on client_id guarantees
  * the message is stored at most once.
  */
+import { gettext } from "./i18n.js";
+
 export const SENDING = "sending";
 export const SENT = "sent";
 export const FAILED = "failed";
@@ -15,7 +17,7 @@ export class Outbox {
   }
 
   add({ clientId, body, replyTo = null }) {
-    const entry = { clientId, body, replyTo, state: SENDING, detail: "", retryAt: 0, node: null };
+    const entry = { clientId, body, replyTo, state: SENDING, code: "", detail: "", retryAt: 0, node: null };
     this.entries.set(clientId, entry);
     return entry;
   }
@@ -38,11 +40,12 @@ export class Outbox {
     return entry;
   }
 
-  fail(clientId, { detail, retryAfter, now = Date.now() }) {
+  fail(clientId, { code = "", detail, retryAfter, now = Date.now() }) {
     const entry = this.get(clientId);
     if (!entry) return undefined;
     entry.state = FAILED;
-    entry.detail = detail || "Not sent.";
+    entry.code = code;
+    entry.detail = detail || gettext("Not sent.");
     entry.retryAt = retryAfter > 0 ? now + retryAfter * 1000 : 0;
     return entry;
   }
@@ -51,10 +54,26 @@ export class Outbox {
     const entry = this.get(clientId);
     if (entry) {
       entry.state = SENDING;
+      entry.code = "";
       entry.detail = "";
       entry.retryAt = 0;
     }
     return entry;
+  }
+
+  /**
+   * The reason `code` no longer holds (an unmute ended the mute early): the entries it
+   * failed may be retried now. Returns them, to redraw.
+   */
+  release(code) {
+    const freed = [];
+    for (const entry of this.entries.values()) {
+      if (entry.state === FAILED && entry.code === code && entry.retryAt) {
+        entry.retryAt = 0;
+        freed.push(entry);
+      }
+    }
+    return freed;
   }
 
   discard(clientId) {

@@ -1,36 +1,56 @@
 /**
  * The side panels (people, top tippers, moderation log, blocked people) behind one row
- * of tabs. Wide screens always show one; narrow ones fold to the tab row, and a tap
- * opens or closes the panel so the chat keeps the screen.
+ * of tabs. Wide screens always show one; on narrow ones the panels slide over the chat
+ * when the People button opens them, and close again (×, Esc) to give the chat back.
  */
+import { format, gettext } from "./i18n.js";
 import { h } from "./render.js";
 
 export class SidePanels {
-  constructor({ root, narrow, onShow }) {
+  constructor({ root, narrow, onShow, toggle, close }) {
     this.root = root;
     this.narrow = narrow;
     this.onShow = onShow;
+    this.toggle = toggle;
     this.tabs = [...root.querySelectorAll("[role=tab][data-panel]")];
     this.current = "people";
     this.open = !narrow.matches;
     for (const tab of this.tabs) {
-      tab.addEventListener("click", () => this.select(tab.dataset.panel, { toggle: true }));
+      tab.addEventListener("click", () => this.select(tab.dataset.panel));
     }
     root.querySelector("[role=tablist]").addEventListener("keydown", (event) => this.#arrowKeys(event));
     narrow.addEventListener("change", () => {
       this.open = !narrow.matches;
       this.#render();
     });
+    toggle?.addEventListener("click", () => {
+      if (this.open) this.#fold();
+      else {
+        this.select(this.current);
+        this.tabs.find((t) => t.dataset.panel === this.current)?.focus();
+      }
+    });
+    close?.addEventListener("click", () => this.#fold());
+    root.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.narrow.matches && this.open && !event.defaultPrevented) this.#fold();
+    });
     this.#render();
+  }
+
+  /** Narrow screens: slide the panels away and give focus back to what opened them. */
+  #fold() {
+    if (!this.narrow.matches) return;
+    this.open = false;
+    this.#render();
+    this.toggle?.focus();
   }
 
   isShown(name) {
     return this.open && this.current === name;
   }
 
-  select(name, { toggle = false } = {}) {
-    if (toggle && this.narrow.matches && this.current === name) this.open = !this.open;
-    else this.open = true;
+  select(name) {
+    this.open = true;
     this.current = name;
     this.#render();
     if (this.open) this.onShow?.(name);
@@ -45,6 +65,7 @@ export class SidePanels {
 
   #render() {
     this.root.dataset.open = String(this.open);
+    this.toggle?.setAttribute("aria-expanded", String(this.open));
     for (const tab of this.tabs) {
       const selected = tab.dataset.panel === this.current;
       tab.setAttribute("aria-selected", String(selected && this.open));
@@ -96,7 +117,7 @@ export class BlockedList {
       this.people = (await response.json()).blocked || [];
     } catch {
       this.stale = true;
-      this.empty.textContent = "Couldn't load the people you blocked.";
+      this.empty.textContent = gettext("Couldn't load the people you blocked.");
       this.empty.hidden = false;
       return;
     }
@@ -111,7 +132,7 @@ export class BlockedList {
       this.note.hidden = true;
     } else {
       this.people = this.people.filter((p) => p.id !== person.id);
-      this.note.textContent = `Unblocked ${person.name}: their new messages will show again.`;
+      this.note.textContent = format(gettext("Unblocked %(name)s: their messages show again."), { name: person.name });
       this.note.hidden = false;
     }
     this.stale = !visible;
@@ -123,11 +144,11 @@ export class BlockedList {
       ...this.people.map((person) =>
         h("li", { class: "blocked-person" },
           h("span", { class: "blocked-name", text: person.name }),
-          h("button", { type: "button", class: "button button-quiet button-small", dataset: { userId: String(person.id), name: person.name }, text: "Unblock" }),
+          h("button", { type: "button", class: "button button-quiet button-small", dataset: { userId: String(person.id), name: person.name }, text: gettext("Unblock") }),
         ),
       ),
     );
     this.empty.hidden = this.people.length > 0;
-    this.empty.textContent = "You haven't blocked anyone.";
+    this.empty.textContent = gettext("You haven't blocked anyone.");
   }
 }

@@ -18,6 +18,8 @@ export class Popover {
     this.anchor = null;
     this.onClose = null;
     this.placement = "below";
+    // () => the element that takes focus when a menu closes and its opener is gone.
+    this.fallbackFocus = null;
     doc.addEventListener("pointerdown", (event) => {
       if (this.isOpen && !this.el.contains(event.target) && !this.anchor?.contains(event.target)) this.close();
     }, true);
@@ -78,7 +80,9 @@ export class Popover {
     this.onClose = null;
     anchor?.setAttribute("aria-expanded", "false");
     onClose?.();
-    if (restoreFocus && anchor?.isConnected) anchor.focus({ preventScroll: true });
+    if (!restoreFocus) return;
+    if (anchor?.isConnected && anchor.offsetParent !== null) anchor.focus({ preventScroll: true });
+    else this.fallbackFocus?.()?.focus({ preventScroll: true });
   }
 
   #position() {

@@ -7,6 +7,9 @@
  */
 
 import { allowedOn, canDelete, isTeam } from "./roles.js";
+import { format, gettext, ngettext, pageLocale } from "./i18n.js";
+import { prefs } from "./prefs.js";
+import { tokenize } from "./richtext.js";
 
 export { isTeam };
 
@@ -53,18 +56,41 @@ export function icon(name) {
 
 // Pure helpers.
 
+/** A clock time in the page's language, on the viewer's 12/24-hour choice. */
 export function formatTime(iso) {
   const date = iso ? new Date(iso) : null;
   if (!date || Number.isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  const options = { hour: "numeric", minute: "2-digit" };
+  if (prefs.hour24 != null) options.hourCycle = prefs.hour24 ? "h23" : "h12";
+  return date.toLocaleTimeString(pageLocale(), options);
+}
+
+/** A full date and time in the page's language (tooltips, the user card). */
+export function formatDateTime(iso, options = { dateStyle: "medium", timeStyle: "short" }) {
+  const date = iso ? new Date(iso) : null;
+  if (!date || Number.isNaN(date.getTime())) return "";
+  const opts = { ...options };
+  if (opts.timeStyle && prefs.hour24 != null) opts.hourCycle = prefs.hour24 ? "h23" : "h12";
+  return date.toLocaleString(pageLocale(), opts);
 }
 
 export function formatDuration(seconds) {
   const s = Math.round(seconds);
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.round(s / 60)} min`;
-  if (s < 86400) return `${Math.round(s / 3600)} h`;
-  return `${Math.round(s / 86400)} d`;
+  if (s < 60) return format(gettext("%(n)s s"), { n: s });
+  if (s < 3600) return format(gettext("%(n)s min"), { n: Math.round(s / 60) });
+  if (s < 86400) return format(gettext("%(n)s h"), { n: Math.round(s / 3600) });
+  if (s === 604800) return gettext("1 week");
+  return format(ngettext("%(n)s day", "%(n)s days", Math.round(s / 86400)), { n: Math.round(s / 86400) });
+}
+
+/** A number of coins, grouped the page's way: "1,000 coins", "1,000 金币". */
+export function formatCoins(n) {
+  const count = Number(n) || 0;
+  return format(ngettext("%(n)s coin", "%(n)s coins", count), { n: formatNumber(count) });
+}
+
+export function formatNumber(n) {
+  return (Number(n) || 0).toLocaleString(pageLocale());
 }
 
 /** A countdown for people: "0:42", "4:59", "1:02:03", "6 d 23 h". */
@@ -75,60 +101,81 @@ export function formatCountdown(ms) {
   const minutes = Math.floor((total % 3600) / 60);
   const seconds = total % 60;
   const pad = (n) => String(n).padStart(2, "0");
-  if (days > 0) return `${days} d ${hours} h`;
+  if (days > 0) return format(gettext("%(days)s d %(hours)s h"), { days, hours });
   if (hours > 0) return `${hours}:${pad(minutes)}:${pad(seconds)}`;
   return `${minutes}:${pad(seconds)}`;
 }
 
 export function displayName(user) {
-  return user?.name || "someone";
+  return user?.name || gettext("someone");
 }
 
 /** The badges a user carries, in display order. */
 export function badgesFor(user) {
   const badges = [];
-  if (user?.staff) badges.push({ key: "staff", label: "STAFF" });
-  if (user?.role === "host") badges.push({ key: "host", label: "HOST" });
-  else if (user?.role === "moderator") badges.push({ key: "mod", label: "MOD" });
+  if (user?.staff) badges.push({ key: "staff", label: gettext("STAFF") });
+  if (user?.role === "host") badges.push({ key: "host", label: gettext("HOST") });
+  else if (user?.role === "moderator") badges.push({ key: "mod", label: gettext("MOD") });
   return badges;
 }
 
 
 export function describeModeration(event) {
-  const target = displayName(event.target);
-  const by = event.by ? ` by ${displayName(event.by)}` : "";
-  const reason = event.reason ? ` (${event.reason})` : "";
-  const span = () => {
-    if (event.seconds) return ` for ${formatDuration(event.seconds)}`;
-    if (event.until) return ` until ${formatTime(event.until)}`;
-    return "";
+  const values = {
+    target: displayName(event.target),
+    by: displayName(event.by),
+    reason: event.reason || "",
+    span: event.seconds ? formatDuration(event.seconds) : "",
+    until: event.until ? formatTime(event.until) : "",
   };
+  const by = Boolean(event.by);
+  const why = Boolean(event.reason);
+  // Whole sentences, so that each language can order them its own way.
+  const pick = (withBy, withoutBy) => format(by ? withBy : withoutBy, values);
   switch (event.action) {
     case "mute":
-      return `${target} was muted${span()}${by}${reason}`;
+    case "ban": {
+      const ban = event.action === "ban";
+      let text;
+      if (event.seconds) {
+        text = ban
+          ? pick(gettext("%(target)s was banned for %(span)s by %(by)s"), gettext("%(target)s was banned for %(span)s"))
+          : pick(gettext("%(target)s was muted for %(span)s by %(by)s"), gettext("%(target)s was muted for %(span)s"));
+      } else if (event.until) {
+        text = ban
+          ? pick(gettext("%(target)s was banned until %(until)s by %(by)s"), gettext("%(target)s was banned until %(until)s"))
+          : pick(gettext("%(target)s was muted until %(until)s by %(by)s"), gettext("%(target)s was muted until %(until)s"));
+      } else {
+        text = ban
+          ? pick(gettext("%(target)s was banned permanently by %(by)s"), gettext("%(target)s was banned permanently"))
+          : pick(gettext("%(target)s was muted by %(by)s"), gettext("%(target)s was muted"));
+      }
+      return why ? format(gettext("%(text)s (%(reason)s)"), { text, reason: values.reason }) : text;
+    }
     case "unmute":
-      return `${target} was unmuted${by}`;
-    case "ban":
-      return `${target} was banned${event.until || event.seconds ? span() : " permanently"}${by}${reason}`;
+      return pick(gettext("%(target)s was unmuted by %(by)s"), gettext("%(target)s was unmuted"));
     case "unban":
-      return `${target} was unbanned${by}`;
-    case "kick":
-      return `${target} was removed from the room${by}${reason}`;
+      return pick(gettext("%(target)s was unbanned by %(by)s"), gettext("%(target)s was unbanned"));
+    case "kick": {
+      const text = pick(gettext("%(target)s was removed from the room by %(by)s"), gettext("%(target)s was removed from the room"));
+      return why ? format(gettext("%(text)s (%(reason)s)"), { text, reason: values.reason }) : text;
+    }
     case "slow_mode":
+      values.span = formatDuration(event.seconds || 0);
       return event.seconds
-        ? `Slow mode is on: one message every ${formatDuration(event.seconds)}${by}`
-        : `Slow mode is off${by}`;
+        ? pick(gettext("Slow mode is on: one message every %(span)s by %(by)s"), gettext("Slow mode is on: one message every %(span)s"))
+        : pick(gettext("Slow mode is off by %(by)s"), gettext("Slow mode is off"));
     default:
-      return `Moderation: ${event.action}${by}`;
+      return format(gettext("Moderation: %(action)s"), { action: event.action });
   }
 }
 
 /** What a `room` event changed, compared with the state before it (null: unknown). */
 export function describeRoomChange(before, after) {
-  if (!before) return [after.is_live ? "The stream is live" : "The stream is offline"];
+  if (!before) return [after.is_live ? gettext("The stream is live") : gettext("The stream is offline")];
   const lines = [];
-  if (before.is_live !== after.is_live) lines.push(after.is_live ? "The stream is live" : "The stream has ended");
-  if (after.title != null && before.title !== after.title) lines.push(`Title changed to “${after.title}”`);
+  if (before.is_live !== after.is_live) lines.push(after.is_live ? gettext("The stream is live") : gettext("The stream has ended"));
+  if (after.title != null && before.title !== after.title) lines.push(format(gettext("Title changed to “%(title)s”"), { title: after.title }));
   // Slow mode changes arrive as their own moderation event; saying it twice is noise.
   return lines;
 }
@@ -136,12 +183,13 @@ export function describeRoomChange(before, after) {
 
 // Message lines.
 
-function userLabel(user) {
+/** Badges and name; `card`: the name opens the person's card (signed-in viewers). */
+function userLabel(user, { card = false } = {}) {
   const role = user?.role || "member";
-  return [
-    ...badgesFor(user).map((b) => h("span", { class: `badge badge-${b.key}`, text: b.label })),
-    h("span", { class: `author role-${role}`, text: displayName(user) }),
-  ];
+  const name = card && user?.id != null
+    ? h("button", { type: "button", class: `author author-button role-${role}`, tabindex: "-1", dataset: { action: "card" }, text: displayName(user) })
+    : h("span", { class: `author role-${role}`, text: displayName(user) });
+  return [...badgesFor(user).map((b) => h("span", { class: `badge badge-${b.key}`, text: b.label })), name];
 }
 
 /** The person a line is about, kept on the node so menus can act on them. */
@@ -158,20 +206,30 @@ export function personFrom(node) {
   return { id: Number(d.authorId), name: d.authorName || "", role: d.authorRole || "member", staff: d.authorStaff === "true" };
 }
 
-function timeNode(iso) {
-  return h("time", { class: "msg-time", datetime: iso || null, title: iso ? new Date(iso).toLocaleString() : null, text: formatTime(iso) });
+export function timeNode(iso) {
+  return h("time", { class: "msg-time", datetime: iso || null, title: formatDateTime(iso) || null, text: formatTime(iso) });
 }
 
-/** A message body with the mentioned names set off; text nodes only. */
+/** Re-read every shown time after the clock setting changed. */
+export function refreshTimes(root) {
+  for (const node of root.querySelectorAll("time.msg-time[datetime]")) {
+    const iso = node.getAttribute("datetime");
+    node.textContent = formatTime(iso);
+    node.title = formatDateTime(iso);
+  }
+}
+
+/**
+ * A message body: text, the names it mentions set off, and http(s) links as real links.
+ * Built from text nodes and elements only: a body is never parsed as markup.
+ */
 export function bodyNodes(body, mentions = []) {
-  const names = new Set((mentions || []).map((u) => String(u?.name || "").toLowerCase()).filter(Boolean));
-  if (!names.size) return [body];
-  const parts = String(body).split(/(@[\w.@+-]+)/u);
-  return parts.filter((p) => p !== "").map((part) =>
-    part.startsWith("@") && names.has(part.slice(1).toLowerCase())
-      ? h("span", { class: "mention-token", text: part })
-      : part,
-  );
+  const names = (mentions || []).map((u) => String(u?.name || "")).filter(Boolean);
+  return tokenize(body, names).map((piece) => {
+    if (piece.href) return h("a", { class: "msg-link", href: piece.href, rel: "noopener nofollow ugc", target: "_blank", tabindex: "-1", text: piece.text });
+    if (piece.mention) return h("span", { class: "mention-token", text: piece.text });
+    return piece.text;
+  });
 }
 
 function replyQuote(reply) {
@@ -182,18 +240,20 @@ function replyQuote(reply) {
     {
       class: `msg-reply${deleted ? " is-deleted" : ""}`,
       role: "button",
-      tabindex: "0",
-      title: "Show the original message",
+      tabindex: "-1",
+      title: gettext("Show the original message"),
       dataset: { replyTo: String(reply.id ?? "") },
     },
     h("span", { class: "msg-reply-author", text: displayName(reply.author) }),
     " ",
-    h("span", { class: "msg-reply-excerpt", text: deleted ? "message deleted" : reply.excerpt || "" }),
+    h("span", { class: "msg-reply-excerpt", text: deleted ? gettext("message deleted") : reply.excerpt || "" }),
   );
 }
 
+// Tab stops once at the list, not at every button in it: the buttons are reached with
+// the arrow keys (room.js, roving focus), so their tabindex is -1.
 function actionButton(action, label, iconName, extra = {}) {
-  return h("button", { type: "button", class: "icon-button", dataset: { action }, title: label, "aria-label": label, ...extra }, icon(iconName));
+  return h("button", { type: "button", class: "icon-button", tabindex: "-1", dataset: { action }, title: label, "aria-label": label, ...extra }, icon(iconName));
 }
 
 function lineActions({ reply = false, remove = false, more = false }) {
@@ -201,9 +261,9 @@ function lineActions({ reply = false, remove = false, more = false }) {
   return h(
     "div",
     { class: "msg-actions" },
-    reply ? actionButton("reply", "Reply", "reply") : null,
-    remove ? actionButton("delete", "Delete message", "trash") : null,
-    more ? actionButton("more", "More actions", "more", { "aria-haspopup": "menu", "aria-expanded": "false" }) : null,
+    reply ? actionButton("reply", gettext("Reply"), "reply") : null,
+    remove ? actionButton("delete", gettext("Delete message"), "trash") : null,
+    more ? actionButton("more", gettext("More actions"), "more", { "aria-haspopup": "menu", "aria-expanded": "false" }) : null,
   );
 }
 
@@ -225,8 +285,8 @@ export function renderMessage(event, ctx = {}) {
       { class: "msg-line" },
       timeNode(event.ts),
       " ",
-      h("span", { class: "msg-who" }, ...userLabel(author)),
-      h("span", { class: "msg-sep", "aria-hidden": "true", text: ": " }),
+      h("span", { class: "msg-who" }, ...userLabel(author, { card: ctx.signedIn })),
+      h("span", { class: "msg-sep", "aria-hidden": "true", text: gettext(": ") }),
       h("span", { class: "msg-body" }, ...bodyNodes(event.body ?? "", event.mentions)),
     ),
   );
@@ -241,7 +301,7 @@ export function renderMessage(event, ctx = {}) {
 export function markDeleted(li) {
   li.classList.add("deleted");
   const body = li.querySelector(".msg-body");
-  if (body) body.textContent = "message deleted";
+  if (body) body.textContent = gettext("message deleted");
   li.querySelector(".msg-actions")?.remove();
 }
 
@@ -262,15 +322,15 @@ export function renderPending(entry, me) {
       timeNode(new Date().toISOString()),
       " ",
       h("span", { class: "msg-who" }, ...userLabel(me)),
-      h("span", { class: "msg-sep", "aria-hidden": "true", text: ": " }),
+      h("span", { class: "msg-sep", "aria-hidden": "true", text: gettext(": ") }),
       h("span", { class: "msg-body", text: entry.body }),
     ),
     h("div", { class: "pending-state" },
       h("span", { class: "pending-label" }),
       h("span", { class: "pending-buttons" },
-        h("button", { type: "button", class: "link-button", dataset: { action: "retry" }, text: "Retry" }),
-        h("button", { type: "button", class: "link-button", dataset: { action: "edit" }, text: "Edit" }),
-        h("button", { type: "button", class: "link-button", dataset: { action: "discard" }, text: "Discard" }),
+        h("button", { type: "button", class: "link-button", tabindex: "-1", dataset: { action: "retry" }, text: gettext("Retry") }),
+        h("button", { type: "button", class: "link-button", tabindex: "-1", dataset: { action: "edit" }, text: gettext("Edit") }),
+        h("button", { type: "button", class: "link-button", tabindex: "-1", dataset: { action: "discard" }, text: gettext("Discard") }),
       ),
     ),
   );
@@ -287,19 +347,19 @@ export function updatePending(li, entry, now = Date.now()) {
   buttons.hidden = entry.state !== "failed";
   if (entry.state === "failed") {
     const left = entry.retryAt - now;
-    label.textContent = left > 0 ? `${entry.detail} Retry in ${retryText(left)}.` : entry.detail;
+    label.textContent = left > 0 ? format(gettext("%(detail)s Retry in %(time)s."), { detail: entry.detail, time: retryText(left) }) : entry.detail;
     retry.disabled = left > 0;
     if (left > 0) li.dataset.countdownUntil = String(entry.retryAt);
     else delete li.dataset.countdownUntil;
   } else {
-    label.textContent = entry.state === "sent" ? "sent" : "sending…";
+    label.textContent = entry.state === "sent" ? gettext("sent") : gettext("sending…");
     delete li.dataset.countdownUntil;
   }
 }
 
 function retryText(ms) {
   const seconds = Math.ceil(ms / 1000);
-  return seconds < 60 ? `${seconds} s` : formatCountdown(ms);
+  return seconds < 60 ? format(gettext("%(n)s s"), { n: seconds }) : formatCountdown(ms);
 }
 
 function systemLine(kind, text, event, extra = []) {
@@ -315,13 +375,14 @@ function systemLine(kind, text, event, extra = []) {
 
 /** "X joined" / "X left": from presence, not the log, so it carries no seq. */
 export function renderPresenceLine(user, verb) {
+  const text = verb === "joined" ? gettext("joined") : gettext("left");
   return h(
     "li",
     { class: `line system system-presence${isTeam(user) ? " by-team" : ""}`, dataset: personData(user) },
     timeNode(new Date().toISOString()),
     " ",
     h("span", { class: "msg-who" }, ...userLabel(user)),
-    h("span", { class: "system-text", text: ` ${verb}` }),
+    h("span", { class: "system-text", text: ` ${text}` }),
   );
 }
 
@@ -330,8 +391,8 @@ export function renderNotice(event) {
   const li = h(
     "li",
     { class: `line notice notice-${level}`, dataset: { seq: String(event.seq ?? ""), noticeId: String(event.id ?? "") } },
-    h("span", { class: "notice-label", text: event.scope === "site" ? "Site notice" : "Announcement" }),
-    h("span", { class: "notice-body", text: event.body || "" }),
+    h("span", { class: "notice-label", text: event.scope === "site" ? gettext("Site notice") : gettext("Announcement") }),
+    h("span", { class: "notice-body" }, ...bodyNodes(event.body || "")),
     event.by ? h("span", { class: "notice-by", text: `— ${displayName(event.by)}` }) : null,
   );
   return li;
@@ -350,8 +411,8 @@ export function renderTip(event, ctx = {}) {
       class: `line tip${isHighlightTip(event) ? " tip-highlight" : ""}`,
       dataset: { seq: String(event.seq ?? ""), tipId: String(event.id ?? ""), ...personData(from) },
     },
-    h("span", { class: "tip-amount" }, icon("coin"), `${amount.toLocaleString()} coins`),
-    h("span", { class: "tip-from" }, ...userLabel(from), " tipped"),
+    h("span", { class: "tip-amount" }, icon("coin"), formatCoins(amount)),
+    h("span", { class: "tip-from" }, ...userLabel(from, { card: ctx.signedIn }), " ", gettext("tipped")),
     event.body ? h("span", { class: "tip-body", text: event.body }) : null,
   );
   if (ctx.signedIn) {
@@ -367,14 +428,14 @@ export function renderPinned(event) {
   const countdown = h("span", {
     class: "countdown",
     dataset: { until: String(until) },
-    title: `Pinned until ${formatTime(event.pinned_until)}`,
+    title: format(gettext("Pinned until %(time)s"), { time: formatTime(event.pinned_until) }),
     text: formatCountdown(until - Date.now()),
   });
   if (event.type === "tip") {
     return h(
       "li",
       { class: `pinned-item pinned-tip${isHighlightTip(event) ? " tip-highlight" : ""}`, dataset: { seq: String(event.seq ?? ""), ...personData(event.from) } },
-      h("span", { class: "tip-amount" }, icon("coin"), (Number(event.amount) || 0).toLocaleString()),
+      h("span", { class: "tip-amount" }, icon("coin"), formatNumber(event.amount)),
       h("span", { class: "tip-from" }, ...userLabel(event.from)),
       event.body ? h("span", { class: "pinned-body", text: event.body }) : null,
       countdown,
@@ -384,7 +445,7 @@ export function renderPinned(event) {
   return h(
     "li",
     { class: `pinned-item pinned-notice notice-${level}`, dataset: { seq: String(event.seq ?? "") } },
-    h("span", { class: "notice-label", text: event.scope === "site" ? "Site" : "Announcement" }),
+    h("span", { class: "notice-label", text: event.scope === "site" ? gettext("Site") : gettext("Announcement") }),
     h("span", { class: "pinned-body", text: event.body || "" }),
     countdown,
   );
@@ -430,23 +491,27 @@ function personItem(user, interactive) {
 
 /** opts.interactive(user): whether the person opens a menu for this viewer. */
 export function renderRoster(els, roster, { interactive = () => false } = {}) {
-  els.count.textContent = `${roster.count} online`;
+  els.count.textContent = format(ngettext("%(n)s online", "%(n)s online", roster.count), { n: formatNumber(roster.count) });
   const team = roster.teamList();
   els.team.replaceChildren(...team.map((u) => personItem(u, interactive(u))));
   els.teamEmpty.hidden = team.length > 0;
   els.audience.replaceChildren(...roster.audienceList().map((u) => personItem(u, interactive(u))));
   const unlisted = roster.unlisted;
   els.more.hidden = unlisted === 0;
-  els.more.textContent = unlisted ? `+ ${unlisted} more watching` : "";
+  els.more.textContent = unlisted ? format(ngettext("+ %(n)s more watching", "+ %(n)s more watching", unlisted), { n: formatNumber(unlisted) }) : "";
 }
 
 const STATUS_TEXT = {
-  connecting: () => "Connecting…",
-  live: () => "Connected",
-  offline: () => "Offline: waiting for the network",
-  reconnecting: (s, now) => `Reconnecting in ${Math.max(1, Math.ceil((s.retryAt - now) / 1000))} s`,
+  connecting: () => gettext("Connecting…"),
+  live: () => gettext("Connected"),
+  offline: () => gettext("Offline: waiting for the network"),
+  reconnecting: (s, now) => format(gettext("Reconnecting in %(n)s s"), { n: Math.max(1, Math.ceil((s.retryAt - now) / 1000)) }),
   stopped: (s) =>
-    ({ forbidden: "You can't join this room", not_found: "This room does not exist" })[s.reason] || "Disconnected",
+    ({
+      forbidden: gettext("You can't join this room"),
+      banned: gettext("You are banned from this room"),
+      not_found: gettext("This room does not exist"),
+    })[s.reason] || gettext("Disconnected"),
 };
 
 export function statusText(status, now = Date.now()) {

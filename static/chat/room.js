@@ -17,6 +17,11 @@ import { BlockedList, SidePanels } from "./panels.js";
 import { Leaderboard, TipForm } from "./tips.js";
 import { MentionAutocomplete, UnreadMentions } from "./mentions.js";
 import { canModerate, isTeam } from "./roles.js";
+import { EmojiPicker } from "./emoji.js";
+import { ChatSettings } from "./settings.js";
+import { RovingFocus } from "./roving.js";
+import { format, gettext } from "./i18n.js";
+import { limits } from "./limits.js";
 import * as view from "./render.js";
 
 const RECENT_SPEAKERS = 30;
@@ -29,10 +34,10 @@ const config = {
   leaderboardApi: root.dataset.leaderboardApi,
   moderationLogApi: root.dataset.moderationLogApi,
   blocksApi: root.dataset.blocksApi,
+  standingApi: root.dataset.standingApi,
+  peopleApi: root.dataset.peopleApi,
   signedIn: root.dataset.signedIn === "true",
-  bodyMax: Number(root.dataset.bodyMax) || 500,
   joinLinesMax: Number(root.dataset.joinLinesMaxViewers) || 50,
-  tipMax: Number(root.dataset.tipMax) || 100000,
 };
 
 const els = {
@@ -66,6 +71,13 @@ const state = {
   me: null,
   room: null,
   welcomed: false,
+  // When the viewer's last message was stored (ms), deleted or not: the server's slow
+  // mode counts from it, including a slow mode switched on after it.
+  lastSentAt: 0,
+  // The ban that closed (or will close) this page's connection: {until, reason}.
+  banned: null,
+  kickedReason: "",
+  standingTimer: null,
 };
 const roster = new Roster();
 const outbox = new Outbox();
@@ -98,14 +110,14 @@ const connection = new RoomConnection({
 const commands = new Commands(connection);
 
 function toast(text, level = "error") {
-  view.toast(els.toasts, text || "Something went wrong.", { level, ms: level === "error" ? 7000 : 4000 });
+  view.toast(els.toasts, text || gettext("Something went wrong."), { level, ms: level === "error" ? 7000 : 4000 });
 }
 
 const app = {
+  peopleApi: config.peopleApi,
   commands,
   popover,
   toast,
-  tipMax: config.tipMax,
   me: () => state.me,
   room: () => state.room,
   blocked: () => state.me?.blocked || [],
@@ -131,7 +143,6 @@ const composer = config.signedIn
       replyChip: byId("reply-chip"),
       replyText: byId("reply-chip-text"),
       replyCancel: byId("reply-cancel"),
-      max: config.bodyMax,
       onSubmit: sendMessage,
       onKey: (event) => autocomplete?.handleKey(event),
     })
@@ -145,6 +156,8 @@ const unreadMentions = new UnreadMentions({ scroller: els.scroller, button: els.
 
 const side = new SidePanels({
   root: els.side,
+  toggle: byId("people-toggle"),
+  close: byId("side-close"),
   narrow: window.matchMedia("(max-width: 760px)"),
   onShow: (name) => ({ top: leaderboard, log: modlog })[name]?.shown(),
 });
@@ -181,7 +194,12 @@ const teamTools = new TeamTools(app, {
   announceBody: byId("announce-body"),
   announceSend: byId("announce-send"),
 });
-if (composer && els.tipOpen) new TipForm(app, els.tipOpen);
+const tipForm = composer && els.tipOpen ? new TipForm(app, els.tipOpen) : null;
+if (composer) new EmojiPicker({ button: byId("emoji-open"), input: els.input, popover });
+new ChatSettings({ button: byId("settings-open"), popover, onChange: () => view.refreshTimes(els.list) });
+const roving = new RovingFocus(els.list);
+// A menu whose opener is gone (the line was removed by a block) gives focus back here.
+popover.fallbackFocus = () => els.input || els.list;
 
 // Who may do what, as far as the UI goes (the server decides).
 
@@ -209,11 +227,19 @@ function isBlocked(event) {
 
 // The message list.
 
+/** A message of the viewer's own was stored: slow mode counts from it. */
+function noteOwnMessage(event) {
+  if (event.type !== "message" || state.me?.id == null || event.author?.id !== state.me.id) return;
+  const at = Date.parse(event.ts);
+  if (Number.isFinite(at) && at > state.lastSentAt) state.lastSentAt = at;
+}
+
 function applyLive(events) {
   let added = 0;
   const mentions = [];
   for (const event of events) {
     const roomBefore = state.room;
+    noteOwnMessage(event);
     updateRoomState(event);
     const node = messages.apply(event, roomBefore);
     if (!node) continue;
@@ -221,8 +247,18 @@ function applyLive(events) {
     if (node.classList.contains("mentions-me")) mentions.push(node);
   }
   messages.trim();
-  for (const node of mentions) unreadMentions.add(node);
+  for (const node of mentions) {
+    unreadMentions.add(node);
+    announceMention(node);
+  }
   scroll.appended(added);
+}
+
+/** Read a mention of the viewer out at once, whatever the busy log says meanwhile. */
+function announceMention(line) {
+  const who = line.querySelector(".author")?.textContent || "";
+  const body = line.querySelector(".msg-body")?.textContent || "";
+  byId("announcer").textContent = format(gettext("%(name)s mentioned you: %(body)s"), { name: who, body });
 }
 
 /** Events that change the room around the list, not only the list. */
@@ -234,6 +270,9 @@ function updateRoomState(event) {
     if (event.action === "slow_mode") setRoom({ ...state.room, slow_mode_seconds: event.seconds || 0 });
     if (aboutMe && event.action === "mute") setMuted(event.until, event.reason);
     if (aboutMe && event.action === "unmute") setMuted(null);
+    // The ban closes this connection next (4403); the banner then says for how long and why.
+    if (aboutMe && event.action === "ban") state.banned = { until: event.until, reason: event.reason || "" };
+    if (aboutMe && event.action === "kick") state.kickedReason = event.reason || "";
     if (amTeam()) modlog.changed();
   } else if (event.type === "message_deleted") {
     if (amTeam()) modlog.changed();
@@ -255,16 +294,29 @@ function setRoom(room) {
   const slow = room.slow_mode_seconds || 0;
   els.slow.hidden = slow === 0;
   // Set by the server itself while the room is busier than it can store.
-  els.slow.textContent = room.slow_mode_auto ? `Slow mode ${slow} s (automatic: the room is very busy)` : `Slow mode ${slow} s`;
-  composer?.note("slow", slow && !amTeam() ? `Slow mode: one message every ${slow} s.` : "");
-  if (!slow) composer?.setCooldown(0);
+  els.slow.textContent = room.slow_mode_auto
+    ? format(gettext("Slow mode %(n)s s (automatic: the room is very busy)"), { n: slow })
+    : format(gettext("Slow mode %(n)s s"), { n: slow });
+  composer?.note("slow", slow && !amTeam() ? format(gettext("Slow mode: one message every %(n)s s."), { n: slow }) : "");
+  // The server counts slow mode from the last message stored, even one sent before slow
+  // mode came on: the wait starts from there, so the first send does not fail unwarned.
+  if (!slow || amTeam()) composer?.setCooldown(0);
+  else if (state.lastSentAt) {
+    const until = state.lastSentAt + slow * 1000;
+    if (until > Date.now()) composer?.setCooldown(Math.max(until, composer.cooldownUntil));
+  }
   teamTools.setRoom(room);
 }
 
-function setMuted(until, reason = "") {
+function setMuted(until, reason = state.me?.muted_reason || "") {
+  const was = state.me?.muted_until;
   if (state.me) {
     state.me.muted_until = until;
     state.me.muted_reason = until ? reason : "";
+  }
+  // Lifted early (unmuted): what failed for the mute may go again now.
+  if (was && !until) {
+    for (const entry of outbox.release("muted")) if (entry.node) view.updatePending(entry.node, entry);
   }
   refreshMuted();
 }
@@ -273,13 +325,17 @@ function refreshMuted(now = Date.now()) {
   const iso = state.me?.muted_until;
   const left = iso ? new Date(iso).getTime() - now : 0;
   if (left > 0) {
-    const reason = state.me.muted_reason ? ` (${state.me.muted_reason})` : "";
-    composer?.setStatus(`Muted for ${view.formatCountdown(left)}${reason}`);
-    composer?.note("muted", `You are muted until ${view.formatTime(iso)}. Your draft stays here.`);
+    const countdown = view.formatCountdown(left);
+    composer?.setStatus(state.me.muted_reason
+      ? format(gettext("Muted for %(time)s (%(reason)s)"), { time: countdown, reason: state.me.muted_reason })
+      : format(gettext("Muted for %(time)s"), { time: countdown }));
+    composer?.note("muted", format(gettext("You are muted until %(time)s. Your draft stays here."), { time: view.formatTime(iso) }));
+    composer?.setBlocked("muted");
   } else {
-    if (state.me?.muted_until) state.me.muted_until = null;
+    if (state.me?.muted_until) setMuted(null);
     composer?.setStatus("");
     composer?.note("muted", "");
+    if (composer?.blocked === "muted") composer.setBlocked("");
   }
 }
 
@@ -339,8 +395,14 @@ function blockedShown() {
 function setBlocked(ids, person, blocked) {
   if (state.me && Array.isArray(ids)) state.me.blocked = ids;
   if (blocked) {
+    const hadFocus = els.list.contains(document.activeElement);
     messages.removeAuthor(person.id);
+    // The focused line may be one that just went: keep focus in the list, not on <body>.
+    if (hadFocus && !els.list.contains(document.activeElement)) roving.enter();
     for (const node of els.pinned.querySelectorAll(`li[data-author-id="${person.id}"]`)) unpin(node);
+  } else {
+    // What they wrote while blocked is still in the log: bring it back into the list.
+    messages.restoreAuthor(person.id);
   }
   blockedList.changed(person, blocked, { visible: blockedShown() });
 }
@@ -436,7 +498,7 @@ function onMessageAction(action, line, button) {
     composer?.setReply({ id, name, excerpt: body.length > 80 ? `${body.slice(0, 79)}…` : body });
   } else if (action === "delete") {
     deleteMessage(id);
-  } else if (action === "more") {
+  } else if (action === "more" || action === "card") {
     const person = view.personFrom(line);
     if (!person) return;
     line.classList.add("menu-open");
@@ -473,7 +535,7 @@ els.side.addEventListener("click", (event) => {
 // Connection handlers.
 
 function onStatus(status) {
-  view.renderStatus(els.status, status);
+  view.renderStatus(els.status, status.state === "stopped" && state.banned ? { ...status, reason: "banned" } : status);
   composer?.setConnected(status.state === "live" && canChat());
   if (status.state !== "live") commands.abandon();
 }
@@ -488,16 +550,39 @@ function applyMe() {
   return team;
 }
 
+/**
+ * The server restates who the viewer is when any of it changes while connected: role
+ * or staff flag (appointed, demoted), balance (coins granted), mute (muted, unmuted,
+ * from the page or the admin). Fields left out of the frame keep their value, except
+ * `staff`, which is only ever sent as true.
+ */
+function onYou(frame) {
+  const { type: _type, ...me } = frame;
+  const muteChanged = "muted_until" in me && me.muted_until !== state.me?.muted_until;
+  state.me = { ...state.me, ...me };
+  if (!("staff" in me) && state.me) delete state.me.staff;
+  if (applyMe()) modlog.changed();
+  if (Number.isInteger(me.balance)) tipForm?.balanceChanged();
+  if (muteChanged) setMuted(me.muted_until || null);
+  // A new role may lift slow mode for this viewer, or bring it back.
+  if (state.room) setRoom(state.room);
+}
+
 function onWelcome(welcome, { resumed }) {
   state.me = welcome.you || null;
+  state.banned = null;
+  stopStandingChecks();
   const team = applyMe();
+  if (!resumed) {
+    for (const event of welcome.history || []) noteOwnMessage(event);
+  }
   if (welcome.room) setRoom(welcome.room);
   refreshMuted();
   roster.load(welcome.roster);
   renderRoster();
   showBanner("");
   if (config.signedIn && !canChat()) {
-    showBanner("Your session has ended. Sign in again to chat.");
+    showBanner(gettext("Your session has ended. Sign in again to chat."));
   }
   if (!resumed) {
     // The strip first: it sizes the scroller that the history then fills to the bottom.
@@ -530,14 +615,9 @@ function onFrame(frame) {
       roster.load(frame);
       renderRoster();
       break;
-    case "you": {
-      // The viewer's role or staff flag changed while connected (appointed, demoted).
-      const { type: _type, ...me } = frame;
-      state.me = { ...state.me, ...me };
-      if (!("staff" in me) && state.me) delete state.me.staff;
-      if (applyMe()) modlog.changed();
+    case "you":
+      onYou(frame);
       break;
-    }
     case "ack": {
       if (Array.isArray(frame.blocked) && state.me) state.me.blocked = frame.blocked;
       if (Number.isInteger(frame.balance) && state.me) state.me.balance = frame.balance;
@@ -550,7 +630,7 @@ function onFrame(frame) {
       if (commands.settle(frame)) break;
       const entry = outbox.get(frame.client_id);
       if (entry) {
-        outbox.fail(frame.client_id, { detail: frame.detail, retryAfter: frame.retry_after });
+        outbox.fail(frame.client_id, { code: frame.code, detail: frame.detail, retryAfter: frame.retry_after });
         view.updatePending(entry.node, entry);
         if (frame.code === "muted" && frame.retry_after) {
           setMuted(new Date(Date.now() + frame.retry_after * 1000).toISOString(), state.me?.muted_reason || "");
@@ -561,7 +641,7 @@ function onFrame(frame) {
         // Nothing was stored and the server said when to try: send it again by itself then.
         if (frame.code === "busy") entry.autoRetry = true;
       } else {
-        toast(frame.detail || "Something went wrong.");
+        toast(frame.detail || gettext("Something went wrong."));
       }
       break;
     }
@@ -576,9 +656,88 @@ function onFrame(frame) {
 
 function onClosed(code, policy) {
   popover.close();
-  if (policy.reason === "kicked") showBanner("You were removed from the room. You can rejoin in a few seconds.");
-  else if (policy.reason === "forbidden") showBanner("You can't take part in this room: you are banned or it is private.", "error");
-  else if (policy.reason === "not_found") showBanner("This room does not exist any more.", "error");
+  if (policy.reason === "kicked") {
+    const reason = state.kickedReason;
+    state.kickedReason = "";
+    showBanner(reason
+      ? format(gettext("You were removed from the room (%(reason)s). You can rejoin in a few seconds."), { reason })
+      : gettext("You were removed from the room. You can rejoin in a few seconds."));
+    // A ban often follows a kick: find out now rather than when the rejoin fails.
+    startStandingChecks();
+  } else if (policy.reason === "forbidden") {
+    shutOut(state.banned);
+    if (!state.banned) checkStanding();
+  } else if (policy.reason === "not_found") {
+    showBanner(gettext("This room does not exist any more."), "error");
+    shutOut(null, { banner: false });
+  }
+}
+
+/** The sentence for a ban: how long and why. */
+function banText(ban) {
+  const reason = ban.reason || "";
+  if (ban.until) {
+    const values = { time: view.formatDateTime(ban.until), reason };
+    return reason
+      ? format(gettext("You are banned from this room until %(time)s (%(reason)s)."), values)
+      : format(gettext("You are banned from this room until %(time)s."), values);
+  }
+  return reason
+    ? format(gettext("You are banned from this room permanently (%(reason)s)."), { reason })
+    : gettext("You are banned from this room permanently.");
+}
+
+/**
+ * This viewer may not take part any more (banned, or the room is private or gone): no
+ * composer, no tipping, no promise that a message "will wait".
+ */
+function shutOut(ban, { banner = true } = {}) {
+  stopStandingChecks();
+  if (banner) {
+    showBanner(ban ? banText(ban) : gettext("You can't take part in this room."), "error");
+  }
+  composer?.setBlocked(ban ? "banned" : "closed");
+  composer?.note("closed", ban ? gettext("You are banned from this room.") : gettext("You can't chat in this room."));
+  if (els.tipOpen) els.tipOpen.hidden = true;
+  commands.abandon();
+}
+
+/** The viewer's ban in this room, from the server, or null (not banned, or unknown). */
+async function fetchStanding() {
+  if (!config.standingApi || !canChatOrSignedIn()) return null;
+  try {
+    const response = await fetch(config.standingApi, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) return null;
+    return (await response.json()).banned || null;
+  } catch {
+    return null;
+  }
+}
+
+function canChatOrSignedIn() {
+  return canChat() || config.signedIn;
+}
+
+async function checkStanding() {
+  const ban = await fetchStanding();
+  if (ban) {
+    state.banned = ban;
+    connection.halt("banned");
+    shutOut(ban);
+  }
+}
+
+const STANDING_CHECK_MS = 2000;
+
+function startStandingChecks() {
+  stopStandingChecks();
+  checkStanding();
+  state.standingTimer = setInterval(checkStanding, STANDING_CHECK_MS);
+}
+
+function stopStandingChecks() {
+  clearInterval(state.standingTimer);
+  state.standingTimer = null;
 }
 
 // Once a second: countdowns (reconnect, retries, mute, slow mode, pins).

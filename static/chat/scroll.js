@@ -2,6 +2,8 @@
  * Keeps the chat pinned to the newest line while the reader is at the bottom, and
  * counts what arrives while they have scrolled up to read.
  */
+import { format, ngettext } from "./i18n.js";
+
 const SLACK_PX = 48;
 
 export function isNearBottom(el, slack = SLACK_PX) {
@@ -64,6 +66,6 @@ export class StickyScroll {
   #setUnseen(n) {
     this.unseen = n;
     this.jump.hidden = n === 0;
-    this.jump.textContent = n === 1 ? "1 new message ↓" : `${n} new messages ↓`;
+    this.jump.textContent = format(ngettext("%(n)s new message ↓", "%(n)s new messages ↓", n), { n });
   }
 }

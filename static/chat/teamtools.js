@@ -3,7 +3,9 @@
  * the moderation log. The page shows them only to the team; the server checks again.
  */
 import { canRunRoom } from "./roles.js";
-import { displayName, formatDuration, formatTime, h } from "./render.js";
+import { format, gettext } from "./i18n.js";
+import { limits } from "./limits.js";
+import { displayName, formatDateTime, formatDuration, formatTime, h } from "./render.js";
 
 const LOG_DEBOUNCE_MS = 400;
 const CONFIRM_MS = 4000;
@@ -35,6 +37,8 @@ export class TeamTools {
 
   /** Show the tools to whom they are for; called on every welcome (roles may change). */
   setMe(me, { team }) {
+    this.els.titleInput.maxLength = limits.title_max;
+    this.els.announceBody.maxLength = limits.notice_body_max;
     this.els.toggle.hidden = !team;
     this.els.stream.hidden = !canRunRoom(me);
     if (!team) this.setOpen(false);
@@ -62,7 +66,7 @@ export class TeamTools {
 
   setRoom(room) {
     const { els } = this;
-    els.liveState.textContent = room.is_live ? "Live now" : "Offline";
+    els.liveState.textContent = room.is_live ? gettext("Live now") : gettext("Offline");
     els.liveState.dataset.live = String(Boolean(room.is_live));
     this.#resetLiveButton(room);
     if (document.activeElement !== els.titleInput) {
@@ -80,7 +84,7 @@ export class TeamTools {
     const button = this.els.liveToggle;
     button.dataset.confirm = "false";
     button.classList.toggle("button-danger", Boolean(room?.is_live));
-    button.textContent = room?.is_live ? "End stream" : "Go live";
+    button.textContent = room?.is_live ? gettext("End stream") : gettext("Go live");
   }
 
   async #toggleLive() {
@@ -89,14 +93,14 @@ export class TeamTools {
     // Ending restarts the "this stream" tallies when it goes live again: ask once more.
     if (room?.is_live && button.dataset.confirm !== "true") {
       button.dataset.confirm = "true";
-      button.textContent = "Click again to end";
+      button.textContent = gettext("Click again to end");
       this.confirmTimer = setTimeout(() => this.#resetLiveButton(), CONFIRM_MS);
       return;
     }
     button.disabled = true;
     try {
       await this.app.commands.run({ type: "room_status", is_live: !room?.is_live });
-      this.app.toast(room?.is_live ? "The stream has ended." : "You are live.", "ok");
+      this.app.toast(room?.is_live ? gettext("The stream has ended.") : gettext("You are live."), "ok");
     } catch (failure) {
       this.app.toast(failure.detail, "error");
       this.#resetLiveButton();
@@ -112,7 +116,7 @@ export class TeamTools {
     try {
       await this.app.commands.run({ type: "room_status", title });
       this.els.titleInput.blur();
-      this.app.toast("Title saved.", "ok");
+      this.app.toast(gettext("Title saved."), "ok");
     } catch (failure) {
       this.els.titleSave.disabled = false;
       this.app.toast(failure.detail, "error");
@@ -122,7 +126,7 @@ export class TeamTools {
   async #setSlowMode(seconds) {
     try {
       await this.app.commands.run({ type: "slow_mode", seconds });
-      this.app.toast(seconds ? `Slow mode: one message every ${seconds} s.` : "Slow mode is off.", "ok");
+      this.app.toast(seconds ? format(gettext("Slow mode: one message every %(n)s s."), { n: seconds }) : gettext("Slow mode is off."), "ok");
     } catch (failure) {
       this.app.toast(failure.detail, "error");
     }
@@ -139,7 +143,7 @@ export class TeamTools {
     try {
       await this.app.commands.run({ type: "announce", body, level });
       this.els.announceBody.value = "";
-      this.app.toast("Announcement posted.", "ok");
+      this.app.toast(gettext("Announcement posted."), "ok");
     } catch (failure) {
       this.app.toast(failure.detail, "error");
     } finally {
@@ -148,25 +152,24 @@ export class TeamTools {
   }
 }
 
-const VERBS = {
-  mute: "muted",
-  unmute: "unmuted",
-  ban: "banned",
-  unban: "unbanned",
-  kick: "kicked",
-  delete: "deleted a message by",
-};
-
 export function describeLogEntry(entry) {
-  const actor = displayName(entry.actor);
-  if (entry.action === "slow_mode") {
-    return entry.seconds ? `${actor} set slow mode to ${entry.seconds} s` : `${actor} turned slow mode off`;
-  }
-  const target = entry.target ? displayName(entry.target) : "someone";
-  let text = `${actor} ${VERBS[entry.action] || entry.action} ${target}`;
-  if (entry.action === "mute" && entry.seconds) text += ` for ${formatDuration(entry.seconds)}`;
-  if (entry.action === "ban") text += entry.seconds ? ` for ${formatDuration(entry.seconds)}` : " permanently";
-  return text;
+  const values = {
+    actor: displayName(entry.actor),
+    target: entry.target ? displayName(entry.target) : gettext("someone"),
+    span: entry.seconds ? formatDuration(entry.seconds) : "",
+    n: entry.seconds || 0,
+    action: entry.action,
+  };
+  const sentence = {
+    slow_mode: entry.seconds ? gettext("%(actor)s set slow mode to %(n)s s") : gettext("%(actor)s turned slow mode off"),
+    mute: entry.seconds ? gettext("%(actor)s muted %(target)s for %(span)s") : gettext("%(actor)s muted %(target)s"),
+    unmute: gettext("%(actor)s unmuted %(target)s"),
+    ban: entry.seconds ? gettext("%(actor)s banned %(target)s for %(span)s") : gettext("%(actor)s banned %(target)s permanently"),
+    unban: gettext("%(actor)s unbanned %(target)s"),
+    kick: gettext("%(actor)s kicked %(target)s"),
+    delete: gettext("%(actor)s deleted a message by %(target)s"),
+  }[entry.action] || gettext("%(actor)s: %(action)s %(target)s");
+  return format(sentence, values);
 }
 
 /** For each person, the mute and ban still running according to the log (newest first). */
@@ -224,7 +227,7 @@ export class ModerationLog {
       if (!response.ok) throw new Error(data?.error?.detail || `HTTP ${response.status}`);
     } catch (failure) {
       this.stale = true;
-      this.empty.textContent = `Couldn't load the log: ${failure.message}`;
+      this.empty.textContent = format(gettext("Couldn't load the log: %(error)s"), { error: failure.message });
       this.empty.hidden = false;
       return;
     }
@@ -242,13 +245,13 @@ export class ModerationLog {
               type: "button",
               class: "link-button",
               dataset: { undo: entry.action === "mute" ? "unmute" : "unban", user: String(entry.target.id), name: entry.target.name },
-              text: entry.action === "mute" ? "Unmute" : "Unban",
+              text: entry.action === "mute" ? gettext("Unmute") : gettext("Unban"),
             })
           : null;
         return h(
           "li",
           { class: `modlog-entry modlog-${entry.action}`, dataset: { entryId: String(entry.id) } },
-          h("time", { class: "msg-time", datetime: entry.ts, title: new Date(entry.ts).toLocaleString(), text: formatTime(entry.ts) }),
+          h("time", { class: "msg-time", datetime: entry.ts, title: formatDateTime(entry.ts), text: formatTime(entry.ts) }),
           h("span", { class: "modlog-text", text: describeLogEntry(entry) }),
           entry.reason ? h("span", { class: "modlog-reason", text: entry.reason }) : null,
           undo,
@@ -256,14 +259,15 @@ export class ModerationLog {
       }),
     );
     this.empty.hidden = sorted.length > 0;
-    this.empty.textContent = "Nothing yet: mutes, kicks, bans, deletions and slow mode changes show up here.";
+    this.empty.textContent = gettext("Nothing yet: mutes, kicks, bans, deletions and slow mode changes show up here.");
   }
 
   async #undo(button) {
     button.disabled = true;
     try {
       await this.app.commands.run({ type: button.dataset.undo, user: Number(button.dataset.user) });
-      this.app.toast(button.dataset.undo === "unmute" ? `${button.dataset.name} can chat again.` : `${button.dataset.name} is no longer banned.`, "ok");
+      const name = button.dataset.name;
+      this.app.toast(format(button.dataset.undo === "unmute" ? gettext("%(name)s can chat again.") : gettext("%(name)s is no longer banned."), { name }), "ok");
     } catch (failure) {
       button.disabled = false;
       this.app.toast(failure.detail, "error");

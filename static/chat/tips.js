@@ -2,16 +2,17 @@
  * Tipping the host: the small tip form by the composer, and the top-tippers panel.
  */
 import { newClientId } from "./connection.js";
-import { h, icon } from "./render.js";
+import { format, gettext, ngettext } from "./i18n.js";
+import { limits } from "./limits.js";
+import { formatCoins as coins, formatNumber, h, icon } from "./render.js";
 
 export const QUICK_AMOUNTS = [10, 50, 100, 500, 1000];
-const NOTE_MAX = 200;
 const LEADERBOARD_DEBOUNCE_MS = 1500;
 
-const coins = (n) => `${Number(n).toLocaleString()} ${Number(n) === 1 ? "coin" : "coins"}`;
+const balanceText = (n) => format(gettext("Balance: %(coins)s"), { coins: coins(n) });
 
 export class TipForm {
-  /** app: {commands, popover, toast, balance(), setBalance(n), tipMax} */
+  /** app: {commands, popover, toast, balance(), setBalance(n)} */
   constructor(app, button) {
     this.app = app;
     this.button = button;
@@ -22,28 +23,35 @@ export class TipForm {
     this.clientId = newClientId();
     this.sending = false;
     button.addEventListener("click", () => {
-      this.app.popover.toggle(button, this.#form(), { placement: "above", label: "Tip the host" });
+      this.app.popover.toggle(button, this.#form(), { placement: "above", label: gettext("Tip the host") });
     });
+  }
+
+  /** The server restated the balance (coins granted elsewhere): show it if the form is open. */
+  balanceChanged() {
+    const shown = document.getElementById("tip-balance");
+    if (shown) shown.textContent = balanceText(this.app.balance());
   }
 
   #form() {
     const error = h("p", { class: "form-error", role: "alert", hidden: true });
     const amount = h("input", {
-      type: "number", id: "tip-amount", class: "input input-amount", min: "1", max: String(this.app.tipMax), step: "1",
+      type: "number", id: "tip-amount", class: "input input-amount", min: "1", max: String(limits.tip_max), step: "1",
       inputmode: "numeric", value: String(this.amount), "aria-describedby": "tip-balance",
     });
-    const noteCount = h("span", { class: "field-count", text: `${[...this.note].length}/${NOTE_MAX}` });
+    const noteMax = limits.tip_body_max;
+    const noteCount = h("span", { class: "field-count", text: `${[...this.note].length}/${noteMax}` });
     const note = h("input", {
-      type: "text", id: "tip-note", class: "input", maxlength: String(NOTE_MAX), placeholder: "Say something (optional)", value: this.note,
+      type: "text", id: "tip-note", class: "input", maxlength: String(noteMax), placeholder: gettext("Say something (optional)"), value: this.note,
     });
     const submit = h("button", { type: "submit", class: "button", id: "tip-send" });
     const picks = QUICK_AMOUNTS.map((n) =>
-      h("button", { type: "button", class: "chip-button", dataset: { amount: String(n) }, "aria-pressed": "false", text: n.toLocaleString() }),
+      h("button", { type: "button", class: "chip-button", dataset: { amount: String(n) }, "aria-pressed": "false", text: formatNumber(n) }),
     );
     const sync = () => {
       const value = Number.parseInt(amount.value, 10);
       this.amount = Number.isFinite(value) ? value : amount.value;
-      submit.textContent = Number.isFinite(value) && value > 0 ? `Send ${coins(value)}` : "Send tip";
+      submit.textContent = Number.isFinite(value) && value > 0 ? format(gettext("Send %(coins)s"), { coins: coins(value) }) : gettext("Send tip");
       for (const pick of picks) pick.setAttribute("aria-pressed", String(Number(pick.dataset.amount) === value));
     };
     for (const pick of picks) {
@@ -56,18 +64,18 @@ export class TipForm {
     amount.addEventListener("input", sync);
     note.addEventListener("input", () => {
       this.note = note.value;
-      noteCount.textContent = `${[...note.value].length}/${NOTE_MAX}`;
+      noteCount.textContent = `${[...note.value].length}/${noteMax}`;
     });
     const form = h(
       "form",
       { class: "tip-form", id: "tip-form", novalidate: true },
       h("div", { class: "popover-head" },
-        h("span", { class: "popover-title" }, icon("coin"), "Tip the host"),
-        h("span", { class: "tip-balance", id: "tip-balance", text: `Balance: ${coins(this.app.balance())}` }),
+        h("span", { class: "popover-title" }, icon("coin"), gettext("Tip the host")),
+        h("span", { class: "tip-balance", id: "tip-balance", role: "status", text: balanceText(this.app.balance()) }),
       ),
-      h("div", { class: "chip-row", role: "group", "aria-label": "Quick amounts" }, ...picks),
-      h("label", { class: "field-row" }, h("span", { class: "field-label", text: "Amount" }), amount, h("span", { class: "muted", text: "coins" })),
-      h("label", { class: "field-row" }, h("span", { class: "visually-hidden", text: "Note" }), note),
+      h("div", { class: "chip-row", role: "group", "aria-label": gettext("Quick amounts") }, ...picks),
+      h("label", { class: "field-row" }, h("span", { class: "field-label", text: gettext("Amount") }), amount, h("span", { class: "muted", text: gettext("coins") })),
+      h("label", { class: "field-row" }, h("span", { class: "visually-hidden", text: gettext("Note") }), note),
       h("div", { class: "field-foot" }, noteCount),
       error,
       submit,
@@ -85,7 +93,7 @@ export class TipForm {
     if (this.sending) return;
     const raw = amount.value.trim();
     if (raw === "") {
-      showError(error, "Enter how many coins to tip.");
+      showError(error, gettext("Enter how many coins to tip."));
       return;
     }
     // Whatever number is typed goes to the server, which judges it (invalid_amount).
@@ -102,15 +110,15 @@ export class TipForm {
       this.note = "";
       if (Number.isInteger(ack.balance)) this.app.setBalance(ack.balance);
       this.app.popover.close();
-      this.app.toast(`You tipped ${coins(value)}. Thank you!`, "info");
+      this.app.toast(format(gettext("You tipped %(coins)s. Thank you!"), { coins: coins(value) }), "info");
     } catch (failure) {
       // Only a stored tip is replayed; after an error the same id is a fresh attempt.
       if (failure.code === "insufficient_funds") {
-        showError(error, `${failure.detail} Pick a smaller amount.`);
+        showError(error, format(gettext("%(detail)s Pick a smaller amount."), { detail: failure.detail }));
       } else {
         showError(error, failure.detail);
       }
-      if (balance) balance.textContent = `Balance: ${coins(this.app.balance())}`;
+      if (balance) balance.textContent = balanceText(this.app.balance());
     } finally {
       this.sending = false;
       submit.disabled = false;
@@ -166,7 +174,7 @@ export class Leaderboard {
       this.data = await response.json();
     } catch {
       this.stale = true;
-      this.empty.textContent = "Couldn't load the top tippers.";
+      this.empty.textContent = gettext("Couldn't load the top tippers.");
       this.empty.hidden = false;
       return;
     }
@@ -180,13 +188,13 @@ export class Leaderboard {
         h("li", { class: "leader", dataset: { userId: String(row.id) } },
           h("span", { class: "leader-rank", text: String(i + 1) }),
           h("span", { class: "leader-name", text: row.name }),
-          h("span", { class: "leader-total", title: `${row.tips} ${row.tips === 1 ? "tip" : "tips"}`, text: Number(row.total).toLocaleString() }),
+          h("span", { class: "leader-total", title: format(ngettext("%(n)s tip", "%(n)s tips", row.tips), { n: row.tips }), text: formatNumber(row.total) }),
         ),
       ),
     );
     this.empty.hidden = rows.length > 0;
     if (!rows.length && this.data) {
-      this.empty.textContent = this.board === "stream" ? "No tips this stream yet." : "No tips yet.";
+      this.empty.textContent = this.board === "stream" ? gettext("No tips this stream yet.") : gettext("No tips yet.");
     }
   }
 }
