@@ -43,6 +43,9 @@ def register_socket_command(type: str, command: SocketCommand) -> None:
 @dataclass(frozen=True)
 class Restrictions:
     banned: bool = False
+    # None with `banned`: a permanent ban.
+    banned_until: datetime | None = None
+    ban_reason: str = ""
     muted_until: datetime | None = None
     muted_reason: str = ""
 

@@ -13,10 +13,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-# The viewer's own standing and the team's view of a person: moderation's reads. They
-# serve only this page's endpoints below; moderation/views.py is where they would move.
-from moderation.selectors import active_ban, active_mute
-from rooms import selectors
+from rooms import extensions, selectors
 from rooms.errors import NotFound
 from rooms.models import Message
 from rooms.permissions import MODERATOR, actor_rank
@@ -201,8 +198,14 @@ async def livez(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _restriction(row) -> dict | None:
-    return None if row is None else {"until": iso(row.until), "reason": row.reason}
+def _restrictions(room_id: int, user_id: int) -> dict[str, dict | None]:
+    """A user's ban and mute in a room as the page shows them (through the seam: rooms
+    does not read moderation's tables itself)."""
+    now = extensions.restrictions(room_id, user_id)
+    return {
+        "banned": {"until": iso(now.banned_until), "reason": now.ban_reason} if now.banned else None,
+        "muted": {"until": iso(now.muted_until), "reason": now.muted_reason} if now.muted_until else None,
+    }
 
 
 @require_GET
@@ -217,12 +220,7 @@ def my_standing(request: HttpRequest, slug: str) -> JsonResponse:
         return json_error(exc.code, exc.detail, 404)
     if not request.user.is_authenticated:
         return JsonResponse({"banned": None, "muted": None})
-    return JsonResponse(
-        {
-            "banned": _restriction(active_ban(room.pk, request.user.pk)),
-            "muted": _restriction(active_mute(room.pk, request.user.pk)),
-        }
-    )
+    return JsonResponse(_restrictions(room.pk, request.user.pk))
 
 
 PERSON_RECENT_MESSAGES = 5
@@ -250,6 +248,5 @@ def room_person(request: HttpRequest, slug: str, user_id: int) -> JsonResponse:
         "recent": [{"id": m.pk, "seq": m.seq, "body": m.body, "ts": iso(m.created_at)} for m in recent],
     }
     if actor_rank(request.user, room) >= MODERATOR:
-        card["muted"] = _restriction(active_mute(room.pk, person.pk))
-        card["banned"] = _restriction(active_ban(room.pk, person.pk))
+        card.update(_restrictions(room.pk, person.pk))
     return JsonResponse(card)

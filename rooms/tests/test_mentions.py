@@ -25,7 +25,7 @@ def room(db):
     for name in CASES["users"]:
         User.objects.create_user(username=name, password="x")
     User.objects.create_user(username="host_h", password="x")
-    return do_create_room(slug="mentions", title="Mentions", host_username="host_h")
+    return do_create_room(None, slug="mentions", title="Mentions", host_username="host_h")
 
 
 @pytest.mark.parametrize("case", CASES["cases"], ids=[c["text"] for c in CASES["cases"]])

@@ -83,8 +83,8 @@ class LocaleViewer(Viewer):
 @pytest.fixture
 def room(transactional_db):
     host = make_user("hana_host")
-    room = do_create_room(slug=SLUG, title="Page room", host_username=host.username)
-    do_update_room(room_id=room.pk, actor_id=None, is_live=True)
+    room = do_create_room(None, slug=SLUG, title="Page room", host_username=host.username)
+    do_update_room(None, room_id=room.pk, is_live=True)
     return room
 
 
@@ -115,7 +115,7 @@ def test_mute_and_slow_mode_hold_the_draft_and_unmute_frees_the_retry(
     from playwright.sync_api import expect
 
     host = make_user("mia_mod")
-    do_set_role(room_id=room.pk, username="mia_mod", role="moderator")
+    do_set_role(None, room_id=room.pk, username="mia_mod", role="moderator")
     bob = make_user("bob")
     cookies = login_cookie(host), login_cookie(bob)
     (server,) = daphne_servers(1)
