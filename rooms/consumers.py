@@ -187,6 +187,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close_by_hub(Close.FORBIDDEN)
         elif kind == "refresh":
             await self._refresh_standing()
+        elif kind == "wallet":
+            await self.send(text_data=frames.you(self.me, balance=payload["balance"]))
 
     def set_blocked(self, blocked: set[int]) -> None:
         self.stream.blocked = blocked

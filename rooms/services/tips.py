@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from rooms import extensions
+from rooms import extensions, realtime
 from rooms.errors import BadRequest, ChatError, NoSuchRoom, NotFound, Unauthenticated
 from rooms.models import LedgerEntry, Room, Tip, Wallet
 from rooms.protocol import events
@@ -140,6 +140,7 @@ def do_send_tip(actor, *, room_id: int, amount: int, body: str, client_id: str) 
         actor_id=sender_id,
         at=now,
     )
+    _tell_wallets([sender_id, recipient_id])
     return tip
 
 
@@ -160,4 +161,17 @@ def do_grant_coins(actor, *, user_id: int, amount: int, note: str = "") -> Walle
         note=note[:200],
         created_at=timezone.now(),
     )
+    _tell_wallets([user_id])
     return Wallet.objects.get(user_id=user_id)
+
+
+def _tell_wallets(user_ids: list[int]) -> None:
+    """After commit, every open connection of these users learns its new balance (a
+    grant in the admin, a tip sent from another tab or received)."""
+    balances = dict(Wallet.objects.filter(user_id__in=user_ids).values_list("user_id", "balance"))
+
+    def publish() -> None:
+        for user_id, balance in balances.items():
+            realtime.publish_user_control(user_id, "wallet", balance=balance)
+
+    transaction.on_commit(publish)
