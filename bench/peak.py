@@ -51,12 +51,12 @@ async def _one(url: str, origin: str, cookie: str, n: int) -> dict:
     return result
 
 
-async def recovery_probe(url: str, origin: str, cookie: str, *, seconds: float) -> dict:
-    """Probe once a second for `seconds`; each probe runs on its own, so a slow one does
-    not delay the next."""
+async def recovery_probe(url: str, origin: str, cookies: list[str]) -> dict:
+    """Probe once a second, a different member each time (slow mode is per member);
+    each probe runs on its own, so a slow one does not delay the next."""
     began = time.monotonic()
     tasks = []
-    for n in range(int(seconds)):
+    for n, cookie in enumerate(cookies):
         await asyncio.sleep(max(0.0, began + n - time.monotonic()))
         tasks.append(asyncio.ensure_future(_one(url, origin, cookie, n)))
     probes = await asyncio.gather(*tasks)

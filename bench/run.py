@@ -349,9 +349,9 @@ async def peak(base: LoadConfig, probe, args, spec: dict, port: int) -> dict:
         await _quiet(args)
         burst = await gen.step(rate=spec["burst_rate"], senders=base.senders, label=f"{base.label} burst")
         print(loadgen.format_table(burst), file=sys.stderr)
-        cookie = f"{base.cookie_name}={base.sessions[-1]}"
+        cookies = [f"{base.cookie_name}={session}" for session in base.sessions[-spec["probe_seconds"]:]]
         probed = await peak_mod.recovery_probe(
-            f"{base.url}/ws/rooms/{base.room}/", f"http://127.0.0.1:{port}", cookie, seconds=spec["probe_seconds"]
+            f"{base.url}/ws/rooms/{base.room}/", f"http://127.0.0.1:{port}", cookies
         )
         print(peak_mod.format_probe(probed), file=sys.stderr)
         after = await gen.step(rate=spec["after_rate"], senders=base.senders, label=f"{base.label} after")
@@ -477,8 +477,9 @@ def main(argv=None) -> None:
                 ensure_database(args.database_url)
                 migrate(env)
             slug = args.room or f"bench-{label}-{stamp}".lower().replace(".", "-")[:64]
-            # One more session than senders: the peak preset's recovery probe signs in with it.
-            fx = make_fixtures(env, slug, max_senders + 1, preset.get("storm", {}).get("log_events", 0),
+            # The peak preset's recovery probe signs in as members of its own, a fresh one each second.
+            probes = int(preset.get("peak", {}).get("probe_seconds", 0))
+            fx = make_fixtures(env, slug, max_senders + probes, preset.get("storm", {}).get("log_events", 0),
                                members=preset.get("members", False))
             base.room = fx["slug"]
             base.sessions = fx["sessions"]
