@@ -60,17 +60,20 @@ async def test_staff_losing_the_permission_while_connected_gets_forbidden(connec
     assert (await mute_attempt(sock, viewer, "m-1"))["code"] == "forbidden"
 
 
+@database_sync_to_async
+def make_group_staff():
+    """A staff member through a group that holds the site-staff permission."""
+    from conftest import make_user
+
+    group = Group.objects.create(name="site moderators")
+    group.permissions.add(moderate_all_rooms())
+    user = make_user("gus_groupstaff", is_staff=True)
+    user.groups.add(group)
+    return group, user
+
+
 async def test_staff_through_a_group_loses_powers_when_the_group_does(connect, room, viewer):
-    def make_group_staff():
-        from conftest import make_user
-
-        group = Group.objects.create(name="site moderators")
-        group.permissions.add(moderate_all_rooms())
-        user = make_user("gus_groupstaff", is_staff=True)
-        user.groups.add(group)
-        return group, user
-
-    group, member = await database_sync_to_async(make_group_staff)()
+    group, member = await make_group_staff()
     sock = await connect(room, member)
     assert sock.welcome["you"]["staff"] is True
 
@@ -81,16 +84,7 @@ async def test_staff_through_a_group_loses_powers_when_the_group_does(connect, r
 
 
 async def test_leaving_a_staff_group_takes_the_powers_away(connect, room, viewer):
-    def make_group_staff():
-        from conftest import make_user
-
-        group = Group.objects.create(name="site moderators")
-        group.permissions.add(moderate_all_rooms())
-        user = make_user("gus_groupstaff", is_staff=True)
-        user.groups.add(group)
-        return group, user
-
-    group, member = await database_sync_to_async(make_group_staff)()
+    group, member = await make_group_staff()
     sock = await connect(room, member)
 
     await database_sync_to_async(lambda: member.groups.clear())()
