@@ -47,8 +47,11 @@ def restrictions(room_id: int, user_id: int) -> Restrictions:
     """The user's ban and mute in force in the room now (for rooms.extensions)."""
     now = timezone.now()
     mute = active_mute(room_id, user_id, now=now)
+    ban = active_ban(room_id, user_id, now=now)
     return Restrictions(
-        banned=active_ban(room_id, user_id, now=now) is not None,
+        banned=ban is not None,
+        banned_until=ban.until if ban else None,
+        ban_reason=ban.reason if ban else "",
         muted_until=mute.until if mute else None,
         muted_reason=mute.reason if mute else "",
     )
