@@ -74,7 +74,9 @@ edge_chars = st.sampled_from(
 texts = st.one_of(
     st.lists(st.one_of(chars, edge_chars), max_size=30).map("".join),
     st.text(chars, min_size=495, max_size=505),
-    st.sampled_from(["", " ", "fz-target", "fz-host", "fz-member", "nobody", "x" * 64, "x" * 65, "x" * 151]),
+    # Not the member's name: the host's kick or ban of it would end the member's probe
+    # (moderation by name is the fuzz's to try on fz-target).
+    st.sampled_from(["", " ", "fz-target", "fz-host", "nobody", "x" * 64, "x" * 65, "x" * 151]),
 )
 ints = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -96,7 +98,7 @@ PLAUSIBLE = {
     "body": texts,
     "reply_to": st.none() | small_ints,
     "id": small_ints,
-    "user": st.sampled_from(["fz-target", "fz-host", "fz-member", "nobody", " fz-target "]) | small_ints,
+    "user": st.sampled_from(["fz-target", "fz-host", "nobody", " fz-target "]) | small_ints,
     "seconds": st.none() | st.integers(min_value=-5, max_value=130) | ints,
     "reason": texts,
     "after": small_ints | ints,
