@@ -7,23 +7,17 @@ from django.views.decorators.http import require_GET
 
 from moderation.selectors import audit_log, blocked_people
 from rooms import selectors
-from rooms.errors import NotFound
-from rooms.permissions import MODERATOR, actor_rank
+from rooms.permissions import MODERATOR, authorize
 from rooms.protocol import iso
-from rooms.views import json_error
+from rooms.views import json_api, signed_in
 
 
 @require_GET
+@json_api
 def room_moderation_log(request: HttpRequest, slug: str) -> JsonResponse:
     """The room's audit log, for its host team and staff."""
-    try:
-        room = selectors.get_room(slug)
-    except NotFound as exc:
-        return json_error(exc.code, exc.detail, 404)
-    if not request.user.is_authenticated:
-        return json_error("unauthenticated", "Sign in first.", 401)
-    if actor_rank(request.user, room) < MODERATOR:
-        return json_error("forbidden", "Only the host team sees the moderation log.", 403)
+    room = selectors.get_room(slug)
+    authorize(request.user, room, min_rank=MODERATOR, denied="Only the host team sees the moderation log.")
     return JsonResponse({"entries": [_audit_entry(e) for e in audit_log(room_ids=[room.pk], limit=100)]})
 
 
@@ -44,8 +38,8 @@ def _audit_entry(entry) -> dict:
 
 
 @require_GET
+@json_api
 def my_blocks(request: HttpRequest) -> JsonResponse:
     """The people the signed-in user blocked, with names, to undo it."""
-    if not request.user.is_authenticated:
-        return json_error("unauthenticated", "Sign in first.", 401)
+    signed_in(request)
     return JsonResponse({"blocked": blocked_people(request.user.pk)})

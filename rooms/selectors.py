@@ -19,7 +19,7 @@ from rooms.errors import NoSuchRoom, NotFound
 from rooms.models import Membership, Message, Room, RoomEvent, Tip
 from rooms.permissions import Standing, is_site_staff, standing, standings
 from rooms.presence import online_counts
-from rooms.protocol import parse_iso
+from rooms.protocol import iso, parse_iso
 
 
 def get_room(slug: str) -> Room:
@@ -292,3 +292,36 @@ def _datetime_from_db(value):
         if timezone.is_naive(value):
             value = value.replace(tzinfo=UTC)
     return value
+
+
+def restrictions_shown(room_id: int, user_id: int) -> dict[str, dict | None]:
+    """A user's ban and mute in a room as the page shows them: each `{until, reason}` or
+    None (a permanent ban's `until` is None). Read through the seam: rooms does not read
+    moderation's tables itself."""
+    now = extensions.restrictions(room_id, user_id)
+    return {
+        "banned": {"until": iso(now.banned_until), "reason": now.ban_reason} if now.banned else None,
+        "muted": {"until": iso(now.muted_until), "reason": now.muted_reason} if now.muted_until else None,
+    }
+
+
+PERSON_RECENT_MESSAGES = 5
+
+
+def person_card(room: Room, user_id: int, *, for_team: bool) -> dict[str, Any]:
+    """A person's card in a room: role, account age, latest messages here; for the host
+    team (`for_team`) also their ban and mute. NotFound for no such active person."""
+    person = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if person is None:
+        raise NotFound("No such person.")
+    recent = Message.objects.filter(room=room, author=person, deleted_at__isnull=True).order_by("-seq")[
+        :PERSON_RECENT_MESSAGES
+    ]
+    card: dict[str, Any] = {
+        "person": user_in_room(person, room),
+        "joined": iso(person.date_joined),
+        "recent": [{"id": m.pk, "seq": m.seq, "body": m.body, "ts": iso(m.created_at)} for m in recent],
+    }
+    if for_team:
+        card.update(restrictions_shown(room.pk, person.pk))
+    return card

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -13,14 +15,40 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from rooms import extensions, selectors
-from rooms.errors import NotFound
-from rooms.models import Message
+from rooms import selectors
+from rooms.errors import ChatError, Unauthenticated
 from rooms.permissions import MODERATOR, actor_rank
-from rooms.protocol import iso
 
 EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
+
+
+def json_error(code: str, detail: str, status: int) -> JsonResponse:
+    """An HTTP error in the protocol's shape: {"error": {"code", "detail"}}."""
+    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+
+
+# The HTTP status of each domain error, for the JSON endpoints.
+ERROR_STATUS = {"bad_request": 400, "unauthenticated": 401, "forbidden": 403, "not_found": 404}
+
+
+def json_api(view):
+    """A JSON endpoint's one mapping of domain errors: a ChatError the view (or what it
+    calls) raises becomes {"error": {"code", "detail"}} with its HTTP status."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> JsonResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ChatError as exc:
+            return json_error(exc.code, exc.detail, ERROR_STATUS.get(exc.code, 400))
+
+    return wrapped
+
+
+def signed_in(request: HttpRequest) -> None:
+    if not request.user.is_authenticated:
+        raise Unauthenticated("Sign in first.")
 
 
 def room_list(request: HttpRequest) -> HttpResponse:
@@ -30,7 +58,7 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_page(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         room = selectors.get_room(slug)
-    except NotFound as exc:
+    except ChatError as exc:
         raise Http404(exc.detail) from None
     return render(
         request,
@@ -74,12 +102,10 @@ def _safe_next(request: HttpRequest) -> str | None:
 
 
 @require_GET
+@json_api
 def room_events(request: HttpRequest, slug: str) -> JsonResponse:
     """The room event log as JSON, in the same shapes as on the socket."""
-    try:
-        room = selectors.get_room(slug)
-    except NotFound as exc:
-        return json_error(exc.code, exc.detail, 404)
+    room = selectors.get_room(slug)
     try:
         after = _int_param(request, "after", default=0, low=0, high=2**63 - 1)
         limit = _int_param(request, "limit", default=EVENTS_API_DEFAULT_LIMIT, low=1, high=EVENTS_API_MAX_LIMIT)
@@ -113,18 +139,11 @@ def _int_param(request: HttpRequest, name: str, *, default: int, low: int, high:
     return value
 
 
-def json_error(code: str, detail: str, status: int) -> JsonResponse:
-    """An HTTP error in the protocol's shape: {"error": {"code", "detail"}}."""
-    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
-
-
 @require_GET
+@json_api
 def room_leaderboard(request: HttpRequest, slug: str) -> JsonResponse:
     """Top tippers of the room: this stream (since it last went live) and all time."""
-    try:
-        room = selectors.get_room(slug)
-    except NotFound as exc:
-        return json_error(exc.code, exc.detail, 404)
+    room = selectors.get_room(slug)
     return JsonResponse(selectors.leaderboard(room))
 
 
@@ -198,55 +217,24 @@ async def livez(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _restrictions(room_id: int, user_id: int) -> dict[str, dict | None]:
-    """A user's ban and mute in a room as the page shows them (through the seam: rooms
-    does not read moderation's tables itself)."""
-    now = extensions.restrictions(room_id, user_id)
-    return {
-        "banned": {"until": iso(now.banned_until), "reason": now.ban_reason} if now.banned else None,
-        "muted": {"until": iso(now.muted_until), "reason": now.muted_reason} if now.muted_until else None,
-    }
-
-
 @require_GET
 @never_cache
+@json_api
 def my_standing(request: HttpRequest, slug: str) -> JsonResponse:
     """The signed-in viewer's own ban and mute in the room: what the page says when the
     socket is refused (4403) or the viewer was kicked, since a close frame carries no
     length or reason."""
-    try:
-        room = selectors.get_room(slug)
-    except NotFound as exc:
-        return json_error(exc.code, exc.detail, 404)
+    room = selectors.get_room(slug)
     if not request.user.is_authenticated:
         return JsonResponse({"banned": None, "muted": None})
-    return JsonResponse(_restrictions(room.pk, request.user.pk))
-
-
-PERSON_RECENT_MESSAGES = 5
+    return JsonResponse(selectors.restrictions_shown(room.pk, request.user.pk))
 
 
 @require_GET
+@json_api
 def room_person(request: HttpRequest, slug: str, user_id: int) -> JsonResponse:
     """A person's card in a room, for signed-in viewers: role, account age and their
     latest messages here; for the host team also their mute and ban."""
-    try:
-        room = selectors.get_room(slug)
-    except NotFound as exc:
-        return json_error(exc.code, exc.detail, 404)
-    if not request.user.is_authenticated:
-        return json_error("unauthenticated", "Sign in first.", 401)
-    person = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    if person is None:
-        return json_error("not_found", "No such person.", 404)
-    recent = Message.objects.filter(room=room, author=person, deleted_at__isnull=True).order_by("-seq")[
-        :PERSON_RECENT_MESSAGES
-    ]
-    card = {
-        "person": selectors.user_in_room(person, room),
-        "joined": iso(person.date_joined),
-        "recent": [{"id": m.pk, "seq": m.seq, "body": m.body, "ts": iso(m.created_at)} for m in recent],
-    }
-    if actor_rank(request.user, room) >= MODERATOR:
-        card.update(_restrictions(room.pk, person.pk))
-    return JsonResponse(card)
+    room = selectors.get_room(slug)
+    signed_in(request)
+    return JsonResponse(selectors.person_card(room, user_id, for_team=actor_rank(request.user, room) >= MODERATOR))
