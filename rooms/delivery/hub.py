@@ -18,13 +18,15 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import deque
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import realtime
-from rooms.delivery import lag
+from rooms.dbpaths import reads
+from rooms.delivery import lag, welcome
 from rooms.delivery.stream import Delivery, Frame, Thinned
 from rooms.presence import Entry, PresenceTracker
 from rooms.protocol import batch_text
@@ -85,6 +87,12 @@ class RoomFeed:
         # The readable feed: member lines a viewer may still take this second.
         self.readable = float(settings.CHAT_READABLE_MESSAGES_PER_SECOND)
         self.readable_at = time.monotonic()
+        # The room's welcome snapshot, kept current with the events taken in; None until
+        # a viewer needs it, and after an event it cannot follow.
+        self.snapshot: welcome.RoomSnapshot | None = None
+        self._snapshot_read: asyncio.Future | None = None
+        # The latest events taken in, to bring a snapshot read meanwhile up to date.
+        self.recent: deque[tuple[int, str]] = deque(maxlen=64)
 
     # Incoming events.
 
@@ -96,6 +104,7 @@ class RoomFeed:
             # In order, or late: a late one goes out as is and viewers that already saw
             # a higher seq drop it, or it was already delivered to them after a gap.
             self.pending.append(delivery)
+            self._took(delivery)
             if self.next_seq is None or seq == self.next_seq:
                 self.next_seq = seq + 1
                 self._release_held()
@@ -111,7 +120,9 @@ class RoomFeed:
 
     def _release_held(self) -> None:
         while self.next_seq in self.held:
-            self.pending.append(self.held.pop(self.next_seq))
+            delivery = self.held.pop(self.next_seq)
+            self.pending.append(delivery)
+            self._took(delivery)
             self.next_seq += 1
         if not self.held and self.gap_timer is not None:
             self.gap_timer.cancel()
@@ -123,6 +134,50 @@ class RoomFeed:
             self.next_seq = min(self.held)
             self._release_held()
             self.schedule_flush()
+
+    def _took(self, delivery: Delivery) -> None:
+        self.recent.append((delivery.seq, delivery.text))
+        if self.snapshot is not None and not self.snapshot.follow(delivery.seq, delivery.text):
+            self.snapshot = None
+
+    # Welcomes.
+
+    async def welcome_parts(self, *, after: int | None, blocked: set[int]) -> welcome.WelcomeParts:
+        """The room's parts of a welcome for a viewer that joined this feed: from the
+        room's snapshot when it holds them, else read for this viewer alone."""
+        if not blocked:
+            snapshot = await self._current_snapshot()
+            parts = snapshot.parts(after) if snapshot is not None else None
+            if parts is not None:
+                return parts
+        return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
+
+    async def _current_snapshot(self) -> welcome.RoomSnapshot | None:
+        if self.snapshot is not None and self.snapshot.fresh:
+            return self.snapshot
+        # Viewers joining meanwhile wait for the same read.
+        if self._snapshot_read is None:
+            self._snapshot_read = asyncio.ensure_future(self._read_snapshot())
+        try:
+            return await asyncio.shield(self._snapshot_read)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("Could not read room %s for its welcome", self.room_id, exc_info=True)
+            return None
+
+    async def _read_snapshot(self) -> welcome.RoomSnapshot | None:
+        try:
+            snapshot = await reads(welcome.read_snapshot)(self.room_id)
+        finally:
+            self._snapshot_read = None
+        # Every viewer waiting joined this feed before the read ended, and gets what the
+        # feed took in from then on: the snapshot must hold all that came before.
+        for seq, text in self.recent:
+            if not snapshot.follow(seq, text):
+                return None
+        self.snapshot = snapshot
+        return snapshot
 
     # Delivery.
 
@@ -236,6 +291,8 @@ class Hub:
         self.publisher = realtime.start_publisher()
         lag.start_watch()
         self.feeds: dict[int, RoomFeed] = {}
+        # Rooms recently connected to, by slug (rooms.delivery.welcome.viewer_state).
+        self.rooms_by_slug: dict[str, tuple[float, Any]] = {}
         self.channel: str | None = None
         self.presence = PresenceTracker(self._viewers_by_room)
         self._receiver: asyncio.Task | None = None
@@ -296,6 +353,13 @@ class Hub:
                         await get_channel_layer().group_discard(realtime.room_group(room_id), self.channel)
                     except Exception:
                         logger.warning("Could not unsubscribe from room %s", room_id, exc_info=True)
+
+    async def welcome_parts(self, room_id: int, *, after: int | None, blocked: set[int]) -> welcome.WelcomeParts:
+        """The room's parts of the welcome of a viewer that joined it (see RoomFeed)."""
+        feed = self.feeds.get(room_id)
+        if feed is None:
+            return await reads(welcome.read_parts)(room_id, after=after, blocked=blocked)
+        return await feed.welcome_parts(after=after, blocked=blocked)
 
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)
