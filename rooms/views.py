@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from rooms import selectors
 from rooms.errors import ChatError, Unauthenticated
 from rooms.permissions import MODERATOR, actor_rank
+from rooms.services import emotes
 
 EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
@@ -74,8 +75,41 @@ def room_page(request: HttpRequest, slug: str) -> HttpResponse:
             # The page appends a person's id to this prefix.
             "people_api": reverse("room_person", args=[room.slug, 0]).removesuffix("0"),
             "join_lines_max_viewers": settings.CHAT_JOIN_LINES_MAX_VIEWERS,
+            "emotes_api": reverse("room_emotes", args=[room.slug]),
         },
     )
+
+
+@require_GET
+@json_api
+def room_emotes(request: HttpRequest, slug: str) -> JsonResponse:
+    """The room's emotes, {code, url} each, for the page's picker and outside clients."""
+    room = selectors.get_room(slug)
+    return JsonResponse({"emotes": emotes.room_emotes(room.pk)})
+
+
+# Emote images are uploads: served with the type their bytes were sniffed as when they
+# were stored, never sniffed again by the browser, and sandboxed should one be opened
+# as a page. Their URL names the stored file, so it always means the same bytes.
+EMOTE_CACHE_SECONDS = 365 * 24 * 3600
+
+
+@require_GET
+def emote_image(request: HttpRequest, emote_id: int, name: str) -> HttpResponse:
+    emote = emotes.stored_emote(emote_id, name=name)
+    if emote is None:
+        raise Http404("No such emote.")
+    try:
+        # Small by rule (CHAT_EMOTE_MAX_BYTES): read whole, not streamed through a thread.
+        with emote.image.open("rb") as image:
+            content = image.read()
+    except FileNotFoundError:
+        raise Http404("No such emote.") from None
+    response = HttpResponse(content, content_type=emote.content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = f"public, max-age={EMOTE_CACHE_SECONDS}, immutable"
+    return response
 
 
 def signup(request: HttpRequest) -> HttpResponse:

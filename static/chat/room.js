@@ -18,6 +18,7 @@ import { Leaderboard, TipForm } from "./tips.js";
 import { MentionAutocomplete, UnreadMentions } from "./mentions.js";
 import { canModerate, isTeam } from "./roles.js";
 import { EmojiPicker } from "./emoji.js";
+import { fetchRoomEmotes } from "./emotes.js";
 import { ChatSettings } from "./settings.js";
 import { RovingFocus } from "./roving.js";
 import { format, gettext } from "./i18n.js";
@@ -36,6 +37,7 @@ const config = {
   blocksApi: root.dataset.blocksApi,
   standingApi: root.dataset.standingApi,
   peopleApi: root.dataset.peopleApi,
+  emotesApi: root.dataset.emotesApi,
   signedIn: root.dataset.signedIn === "true",
   joinLinesMax: Number(root.dataset.joinLinesMaxViewers) || 50,
 };
@@ -195,7 +197,9 @@ const teamTools = new TeamTools(app, {
   announceSend: byId("announce-send"),
 });
 const tipForm = composer && els.tipOpen ? new TipForm(app, els.tipOpen) : null;
-if (composer) new EmojiPicker({ button: byId("emoji-open"), input: els.input, popover });
+if (composer) {
+  new EmojiPicker({ button: byId("emoji-open"), input: els.input, popover, loadEmotes: () => fetchRoomEmotes(config.emotesApi) });
+}
 new ChatSettings({ button: byId("settings-open"), popover, onChange: () => view.refreshTimes(els.list) });
 const roving = new RovingFocus(els.list);
 // A menu whose opener is gone (the line was removed by a block) gives focus back here.
