@@ -42,8 +42,9 @@ export function splitEmotes(text, emotes) {
     if (!url) continue;
     if (match.index > last) pieces.push({ text: value.slice(last, match.index) });
     pieces.push({ code, url });
+    // The search goes on from the closing colon (the regex left lastIndex there): it
+    // may open the next code, drawn right after this one.
     last = match.index + code.length;
-    CODE_IN_TEXT.lastIndex = last;
   }
   if (last < value.length) pieces.push({ text: value.slice(last) });
   return pieces;
