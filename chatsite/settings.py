@@ -343,3 +343,12 @@ CHAT_TEAM_COMMAND_MULTIPLIER = env_int("CHAT_TEAM_COMMAND_MULTIPLIER", 5, minimu
 # many pixels on either side.
 CHAT_EMOTE_MAX_BYTES = env_int("CHAT_EMOTE_MAX_BYTES", 256 * 1024, minimum=1)
 CHAT_EMOTE_MAX_SIDE = env_int("CHAT_EMOTE_MAX_SIDE", 256, minimum=1)
+# Who may embed the read-only overlay (/rooms/<slug>/overlay/) in a frame: the CSP
+# frame-ancestors sources, space-separated. Every other page may not be framed at all.
+CHAT_OVERLAY_FRAME_ANCESTORS = " ".join(env_str("CHAT_OVERLAY_FRAME_ANCESTORS", "*").split()) or "*"
+if any(char in CHAT_OVERLAY_FRAME_ANCESTORS for char in ";,"):
+    # A `;` would end the directive and start another one in the policy.
+    raise ImproperlyConfigured(
+        "CHAT_OVERLAY_FRAME_ANCESTORS is CSP sources separated by spaces (e.g. `'self' https://studio.example.com`), "
+        f"not {CHAT_OVERLAY_FRAME_ANCESTORS!r}"
+    )

@@ -17,6 +17,8 @@ from django.views.decorators.http import require_GET
 
 from rooms import selectors
 from rooms.errors import ChatError, Unauthenticated
+from rooms.middleware import embeddable
+from rooms.overlay import parse_overlay_options
 from rooms.permissions import MODERATOR, actor_rank
 from rooms.services import emotes
 
@@ -56,14 +58,16 @@ def room_list(request: HttpRequest) -> HttpResponse:
     return render(request, "rooms/room_list.html", {"rooms": selectors.room_list()})
 
 
-def room_page(request: HttpRequest, slug: str) -> HttpResponse:
+def room_page(request: HttpRequest, slug: str, *, popout: bool = False) -> HttpResponse:
+    """The room page; `popout`: the chat alone, without the site's header, for a
+    window of its own (a streamer's second screen)."""
     try:
         room = selectors.get_room(slug)
     except ChatError as exc:
         raise Http404(exc.detail) from None
     return render(
         request,
-        "rooms/room.html",
+        "rooms/popout.html" if popout else "rooms/room.html",
         {
             "room": room,
             "ws_path": f"/ws/rooms/{room.slug}/",
@@ -76,7 +80,34 @@ def room_page(request: HttpRequest, slug: str) -> HttpResponse:
             "people_api": reverse("room_person", args=[room.slug, 0]).removesuffix("0"),
             "join_lines_max_viewers": settings.CHAT_JOIN_LINES_MAX_VIEWERS,
             "emotes_api": reverse("room_emotes", args=[room.slug]),
+            "overlay_url": request.build_absolute_uri(reverse("room_overlay", args=[room.slug])),
+            "popout_url": reverse("room_popout", args=[room.slug]),
         },
+    )
+
+
+def room_popout(request: HttpRequest, slug: str) -> HttpResponse:
+    return room_page(request, slug, popout=True)
+
+
+@require_GET
+@embeddable
+def room_overlay(request: HttpRequest, slug: str) -> HttpResponse:
+    """Read-only live chat for a browser source in streaming software: no sign-in, no
+    controls, a transparent page (docs/deploy.md "Streamers"). Bad options answer 400
+    with what each takes, rather than an overlay that quietly ignores them."""
+    try:
+        room = selectors.get_room(slug)
+    except ChatError as exc:
+        raise Http404(exc.detail) from None
+    try:
+        options = parse_overlay_options(request.GET)
+    except ChatError as exc:
+        return json_error(exc.code, exc.detail, 400)
+    return render(
+        request,
+        "rooms/overlay.html",
+        {"room": room, "ws_path": f"/ws/rooms/{room.slug}/", "options": options},
     )
 
 
