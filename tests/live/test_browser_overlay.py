@@ -1,7 +1,8 @@
 """For streamers, in a real browser: the overlay shows what is said in the room (as a
-list and as danmaku), tips stand out, room emotes render as images and hostile text
-stays text, the emoji picker offers the room's emotes first, and the host finds the
-overlay's address in the Tools panel, in English and Chinese.
+list and as danmaku) and resumes after a drop without repeating a line, tips stand
+out, room emotes render as images and hostile text stays text, the emoji picker offers
+the room's emotes first, and the host finds the overlay's address in the Tools panel,
+in English and Chinese.
 
 Screenshots go to /tmp/chatsite-screens for a person to look at; they are not checked.
 Each test writes its rows first and then starts the browser (see browser_helpers).
@@ -76,7 +77,21 @@ def test_the_overlay_lists_what_is_said_in_the_room_with_tips_set_off(daphne_ser
     assert overlay.page.locator("button, input, textarea, a.button").count() == 0
     assert overlay.page.evaluate("getComputedStyle(document.body).fontSize") == "32px"
     screenshot(overlay, "overlay-list")
-    assert overlay.errors == [] and sender.errors == []
+
+    # A dropped connection resumes from the log: what was said meanwhile shows once.
+    overlay.context.set_offline(True)
+    expect(overlay.page.locator("#overlay")).not_to_have_attribute("data-state", "live")
+    for text in ("while away 1", "while away 2"):
+        sender.send(text)
+        expect(sender.bodies(text)).to_have_count(1)
+    overlay.context.set_offline(False)
+    expect(overlay.page.locator("#overlay")).to_have_attribute("data-state", "live")
+    sender.send("after the outage")
+    for text in ("hello overlay", "while away 1", "while away 2", "after the outage"):
+        expect(lines.locator("li.msg .msg-body", has_text=text)).to_have_count(1)
+    assert lines.locator("li.msg").count() == 4
+    assert "after=" in overlay.sockets[-1], overlay.sockets
+    assert overlay.online_errors() == [] and sender.errors == []
 
 
 def test_the_overlay_flies_messages_as_danmaku_in_lanes_that_never_collide(
