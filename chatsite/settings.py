@@ -208,6 +208,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Uploaded files (room emotes), written through the storage API. They are served by
+# rooms.views.emote_image with the type their bytes were sniffed as, never from here by
+# extension; see docs/deploy.md "Uploads".
+MEDIA_ROOT = Path(env_str("CHATSITE_MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_URL = "media/"
 # Serve straight from the app's static folders: no collectstatic step in the embedded mode.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -332,3 +337,16 @@ CHAT_COMMANDS_BURST = env_int("CHAT_COMMANDS_BURST", 40, minimum=1)
 CHAT_FLOOD_STRIKES = env_int("CHAT_FLOOD_STRIKES", 50, minimum=1)
 # The host team runs bots and fast hands: their connections get this many times the budget.
 CHAT_TEAM_COMMAND_MULTIPLIER = env_int("CHAT_TEAM_COMMAND_MULTIPLIER", 5, minimum=1)
+# Room emotes (rooms/emotes.py): an upload is refused past this many bytes, or past this
+# many pixels on either side.
+CHAT_EMOTE_MAX_BYTES = env_int("CHAT_EMOTE_MAX_BYTES", 256 * 1024, minimum=1)
+CHAT_EMOTE_MAX_SIDE = env_int("CHAT_EMOTE_MAX_SIDE", 256, minimum=1)
+# Who may embed the read-only overlay (/rooms/<slug>/overlay/) in a frame: the CSP
+# frame-ancestors sources, space-separated. Every other page may not be framed at all.
+CHAT_OVERLAY_FRAME_ANCESTORS = " ".join(env_str("CHAT_OVERLAY_FRAME_ANCESTORS", "*").split()) or "*"
+if any(char in CHAT_OVERLAY_FRAME_ANCESTORS for char in ";,"):
+    # A `;` would end the directive and start another one in the policy.
+    raise ImproperlyConfigured(
+        "CHAT_OVERLAY_FRAME_ANCESTORS is CSP sources separated by spaces (e.g. `'self' https://studio.example.com`), "
+        f"not {CHAT_OVERLAY_FRAME_ANCESTORS!r}"
+    )

@@ -3,19 +3,42 @@ keeps other sites' pages from acting with a visitor's session."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+from django.views.decorators.clickjacking import xframe_options_exempt
+
 
 # Pages load only their own scripts and styles, and user text can never become markup
 # that runs: a second line behind rendering text with textContent.
-POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
-)
+def policy(*, frame_ancestors: str = "'none'") -> str:
+    """The site's content security policy; `frame_ancestors`: who may show the page in a
+    frame (nobody, except for the pages that are made to be embedded)."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self' ws: wss:; frame-ancestors {frame_ancestors}; base-uri 'self'; form-action 'self'"
+    )
+
+
+POLICY = policy()
+
+
+def embeddable(view):
+    """A page other sites may show in a frame (the overlay in a streaming tool's browser
+    source or a dashboard): frame-ancestors from CHAT_OVERLAY_FRAME_ANCESTORS and no
+    X-Frame-Options, while every other page keeps both at "never"."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response.headers["Content-Security-Policy"] = policy(frame_ancestors=settings.CHAT_OVERLAY_FRAME_ANCESTORS)
+        return response
+
+    return xframe_options_exempt(wrapped)
 
 
 class ContentSecurityPolicyMiddleware:

@@ -169,6 +169,7 @@ async def test_send_is_acked_with_id_and_seq_and_the_message_reaches_every_viewe
         "reply_to": None,
         "mentions": [],
         "client_id": "c-1",
+        "emotes": [],
     }
     assert await other.expect("message") == event
     assert broadcasts == [event]
