@@ -1,16 +1,22 @@
-"""HTTP and ASGI middleware: the content security policy, and the Origin check that
-keeps other sites' pages from acting with a visitor's session."""
+"""HTTP and ASGI middleware: the content security policy, the Origin check that keeps
+other sites' pages from acting with a visitor's session, and a WebSocket's session and
+user."""
 
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+from django.utils.module_loading import import_string
 from django.views.decorators.clickjacking import xframe_options_exempt
+
+from rooms.dbpaths import reads
 
 
 # Pages load only their own scripts and styles, and user text can never become markup
@@ -163,3 +169,41 @@ class OriginCheckMiddleware:
                     await send({"type": "websocket.close"})
                 return
         await self.app(scope, receive, send)
+
+
+class SessionUserMiddleware:
+    """`scope["session"]` and `scope["user"]` of a WebSocket handshake, read together in
+    one hop to a database read thread, and with no hop at all without a session cookie.
+
+    Channels' SessionMiddleware and AuthMiddleware take a hop each (the first only to
+    make the session object), on the one thread that also stores every chat line: in a
+    join storm the welcomes queued behind the writes and the writes behind the joins.
+    The user is checked as Django checks it for a page (auth.get_user: the session's
+    backend and its password hash), so a session that a password change ended stays
+    anonymous here too."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        from django.contrib.auth.models import AnonymousUser
+
+        cookie = _single_header(scope, b"cookie")
+        key = parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME) if cookie else None
+        if key:
+            session, user = await reads(_session_and_user)(key)
+        else:
+            session, user = _session_store()(None), AnonymousUser()
+        await self.app(dict(scope, session=session, user=user), receive, send)
+
+
+@functools.cache
+def _session_store():
+    return import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+
+
+def _session_and_user(session_key: str):
+    from django.contrib.auth import get_user
+
+    session = _session_store()(session_key)
+    return session, get_user(SimpleNamespace(session=session))
