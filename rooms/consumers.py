@@ -96,11 +96,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.room_id = state.room.pk
         await self.hub.join(self.room_id, self)
-        parts = await self.hub.welcome_parts(self.room_id, after=after, blocked=state.blocked)
+        parts = await self.hub.welcome_parts(self.room_id, after=after, blocked=state.blocked, head=state.head)
         history = parts.history
-        roster = await welcome.roster_or_local(
-            self.room_id, offset=0, limit=50, local_viewers=self.hub.local_viewers(self.room_id)
-        )
+        roster = await self.hub.welcome_roster(self.room_id)
         await self.send(text_data=welcome.welcome_frame(state, parts, roster=roster))
         if after_refused is not None:
             await self.send(text_data=frames.error(after_refused.code, after_refused.detail))
