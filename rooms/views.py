@@ -12,6 +12,9 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -26,9 +29,10 @@ EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
 
 
-def json_error(code: str, detail: str, status: int) -> JsonResponse:
-    """An HTTP error in the protocol's shape: {"error": {"code", "detail"}}."""
-    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+def json_error(code: str, detail: str | Promise, status: int) -> JsonResponse:
+    """An HTTP error in the protocol's shape: {"error": {"code", "detail"}}, the detail in
+    the request's language (LocaleMiddleware)."""
+    return JsonResponse({"error": {"code": code, "detail": str(detail)}}, status=status)
 
 
 # The HTTP status of each domain error, for the JSON endpoints.
@@ -51,7 +55,7 @@ def json_api(view):
 
 def signed_in(request: HttpRequest) -> None:
     if not request.user.is_authenticated:
-        raise Unauthenticated("Sign in first.")
+        raise Unauthenticated(_("Sign in first."))
 
 
 def room_list(request: HttpRequest) -> HttpResponse:
@@ -198,9 +202,13 @@ def _int_param(request: HttpRequest, name: str, *, default: int, low: int, high:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"`{name}` must be an integer from {low} to {high}.") from None
+        raise ValueError(
+            format_lazy(_("`{name}` must be an integer from {low} to {high}."), name=name, low=low, high=high)
+        ) from None
     if not low <= value <= high:
-        raise ValueError(f"`{name}` must be an integer from {low} to {high}.")
+        raise ValueError(
+            format_lazy(_("`{name}` must be an integer from {low} to {high}."), name=name, low=low, high=high)
+        )
     return value
 
 
