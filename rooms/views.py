@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -12,11 +13,14 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.cache import patch_cache_control
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import condition, require_GET
+from django.views.i18n import JavaScriptCatalog
 
 from rooms import selectors
 from rooms.errors import ChatError, Unauthenticated
@@ -144,6 +148,35 @@ def emote_image(request: HttpRequest, emote_id: int, name: str) -> HttpResponse:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = f"public, max-age={EMOTE_CACHE_SECONDS}, immutable"
+    return response
+
+
+# The JavaScript catalog of each language, as (ETag, body): built on first use, since
+# catalogs change only with a deploy, which restarts the process.
+_catalogs: dict[str, tuple[str, bytes]] = {}
+
+
+def _catalog(request: HttpRequest) -> tuple[str, bytes]:
+    language = translation.get_language()
+    if language not in _catalogs:
+        body = JavaScriptCatalog.as_view()(request).content
+        _catalogs[language] = (hashlib.sha256(body).hexdigest()[:32], body)
+    return _catalogs[language]
+
+
+@require_GET
+@condition(etag_func=lambda request: _catalog(request)[0])
+def javascript_catalog(request: HttpRequest) -> HttpResponse:
+    """Django's JavaScript catalog (window.django.gettext for the page's modules), in the
+    request's language, built once per process and answered 304 while the browser has it.
+
+    The language comes from the language switch's cookie or from Accept-Language, and
+    no Vary header can name that cookie alone: so the browser asks on every page
+    (no-cache) and the ETag, which differs per language and per catalog, says whether
+    its copy still holds."""
+    _etag, body = _catalog(request)
+    response = HttpResponse(body, content_type='text/javascript; charset="utf-8"')
+    patch_cache_control(response, no_cache=True)
     return response
 
 
