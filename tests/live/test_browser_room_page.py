@@ -314,6 +314,13 @@ def test_a_chinese_browser_gets_chinese_and_mentions_work_in_any_script(
 
     x.page.locator("#messages").click(position={"x": 5, "y": 5})
     shoot(x, "zh-hans")
+    x.page.set_viewport_size(PHONE)
+    expect(x.page.locator("#people-toggle")).to_have_text("2 人在线")
+    x.page.locator("#people-toggle").click()
+    expect(x.page.locator("#team-list")).to_contain_text("hana_host")
+    x.page.screenshot(path=str(SCREENS / "zh-hans-roster-phone.png"))
+    x.page.keyboard.press("Escape")
+    x.page.set_viewport_size({"width": 1200, "height": 800})
 
     # The switch in the header: English, kept for the next pages.
     x.page.get_by_role("button", name="English").click()
@@ -466,6 +473,9 @@ def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
     b.page.set_viewport_size(PHONE)
     side = b.page.locator("#side")
     expect(side).to_be_hidden()
+    toggle = b.page.locator("#people-toggle")
+    expect(toggle).to_have_text("2 online")
+    expect(toggle).to_have_accessible_name("People: 2 online")
     before = b.page.locator("#scroller").bounding_box()
     b.page.locator("#people-toggle").click()
     expect(side).to_be_visible()
