@@ -485,5 +485,21 @@ def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
     b.page.locator("#side-close").click()
     expect(side).to_be_hidden()
     assert b.page.evaluate(f"{active}.id") == "people-toggle"
-    for viewer in (h, b):
-        assert viewer.online_errors() == []
+    assert b.online_errors() == []
+
+    # A host's card says whether someone is banned, and offers Ban… or Unban, not both.
+    h.line("hi host").locator("button.author").click()
+    expect(card.locator(".card-standing")).to_contain_text("Not banned")
+    expect(card.get_by_role("menuitem", name="Unban")).to_have_count(0)
+    expect(card.get_by_role("menuitem", name="Ban…")).to_be_visible()
+    h.page.keyboard.press("Escape")
+    assert command(h, SLUG, {"type": "ban", "user": "bob", "seconds": 3600, "reason": "spam"})["type"] == "ack"
+    h.line("hi host").locator("button.author").click()
+    expect(card.locator(".card-standing")).to_contain_text("Banned until")
+    expect(card.get_by_role("menuitem", name="Ban…")).to_have_count(0)
+    # The card grew when its details came: it still fits on the screen.
+    box, height = card.bounding_box(), h.page.viewport_size["height"]
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, (box, height)
+    card.get_by_role("menuitem", name="Unban").click()
+    expect(h.toast("bob is no longer banned.")).to_be_visible()
+    assert h.online_errors() == []
