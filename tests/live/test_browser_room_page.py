@@ -333,11 +333,24 @@ def test_a_chinese_browser_gets_chinese_and_mentions_work_in_any_script(
     x.page.keyboard.press("Escape")
     x.page.set_viewport_size({"width": 1200, "height": 800})
 
+    # The server's refusals come in Chinese too, in the tip form as in toasts.
+    x.page.locator("#tip-open").click()
+    form = x.page.locator("#tip-form")
+    x.page.fill("#tip-amount", "500")
+    x.page.locator("#tip-send").click()
+    expect(form.locator(".form-error")).to_have_text("需要 500 金币；你只有 0 金币。 请选择更小的金额。")
+    x.page.keyboard.press("Escape")
+
     # The switch in the header: English, kept for the next pages.
     x.page.get_by_role("button", name="English").click()
     expect(x.page.locator("html")).to_have_attribute("lang", "en")
     expect(x.page.locator("#conn-status")).to_have_text("Connected")
     expect(x.page.locator("#composer-send")).to_have_text("Send")
+    # The switch's cookie outranks the browser's Chinese on the socket too.
+    x.page.locator("#tip-open").click()
+    x.page.fill("#tip-amount", "500")
+    x.page.locator("#tip-send").click()
+    expect(form.locator(".form-error")).to_have_text("You need 500 coins; you have 0. Pick a smaller amount.")
     for viewer in (x, h):
         assert viewer.online_errors() == []
 
@@ -401,6 +414,7 @@ def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
     b.open_room(SLUG)
     messages = b.page.locator("#messages")
     expect(messages).to_have_attribute("role", "log")
+    expect(messages).to_have_attribute("aria-live", "polite")
 
     h.send("hello https://example.com/a?b=1. and javascript:alert(1)")
     b.send("hi host")
