@@ -102,3 +102,16 @@ def test_json_api_errors_follow_accept_language_with_the_same_codes(client, room
         {"code": "bad_request", "detail": f"`after` 必须是 0 到 {MAX_ID} 之间的整数。"},
     )
     assert (card_zh.status_code, card_zh.json()["error"]) == (401, {"code": "unauthenticated", "detail": "请先登录。"})
+
+
+def test_a_bad_overlay_option_is_explained_in_the_streamers_language(client, room):
+    url = f"/rooms/{room.slug}/overlay/"
+    choice = client.get(url, {"mode": "ticker"}, HTTP_ACCEPT_LANGUAGE="zh-CN")
+    number = client.get(url, {"font": "huge"}, HTTP_ACCEPT_LANGUAGE="zh-CN")
+
+    assert (choice.status_code, choice.json()["error"]) == (
+        400,
+        {"code": "bad_request", "detail": "`mode` 只能是 list 或 danmaku，而不是 'ticker'。"},
+    )
+    detail = "`font` 必须是 12 到 96 之间的整数，而不是 'huge'。"
+    assert number.json()["error"] == {"code": "bad_request", "detail": detail}
