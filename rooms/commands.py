@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from rooms import selectors, services
 from rooms.dbpaths import reads, writes
@@ -41,7 +42,7 @@ async def send(conn, command: Command) -> asyncio.Task:
     # The host team's and staff's lines go first and are never refused as busy.
     priority = is_team(conn.me["role"]) or bool(conn.me.get("staff"))
     if not priority and conn.sends_in_flight >= SENDS_IN_FLIGHT_MAX:
-        raise Busy("You have messages still being sent; wait for them first.", retry_after=1.0)
+        raise Busy(_("You have messages still being sent; wait for them first."), retry_after=1.0)
     conn.sends_in_flight += 1
     return conn.spawn(_store(conn, request, priority=priority, client_id=command.client_id))
 
@@ -54,7 +55,7 @@ async def _store(conn, request: services.SendRequest, *, priority: bool, client_
         reply = frames.error(exc.code, exc.detail, client_id=client_id, retry_after=exc.retry_after)
     except Exception:
         logger.exception("Storing a message failed")
-        reply = frames.error("server_error", "Something went wrong; try again.", client_id=client_id)
+        reply = frames.error("server_error", _("Something went wrong; try again."), client_id=client_id)
     finally:
         conn.sends_in_flight -= 1
     return reply
@@ -65,7 +66,7 @@ async def sync(conn, command: Command) -> str | None:
     # at most; the budget bounds how often, the page how big.
     wait = conn.sync_budget.take()
     if wait is not None:
-        raise RateLimited("Too many syncs; wait a moment before the next one.", retry_after=wait)
+        raise RateLimited(_("Too many syncs; wait a moment before the next one."), retry_after=wait)
     page = settings.CHAT_HISTORY_RESUME_MAX if conn.user_id is not None else settings.CHAT_SYNC_PAGE_GUEST
     # Hold live events while replaying so that each event reaches the client once:
     # what the replay covers is dropped from the outbox when it is released.

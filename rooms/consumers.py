@@ -16,11 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from functools import cached_property
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.http import HttpRequest
+from django.utils import translation
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms import commands, extensions
 from rooms.budget import CommandBudget
@@ -49,9 +54,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        # Replies speak the viewer's language. Activation is per asyncio task (a context
+        # variable), so it holds for this frame's work and for the tasks it starts (a
+        # send being stored), and never leaks into another connection's.
+        with translation.override(self.language):
+            await handler(message)
         if message["type"] == "websocket.receive":
             self.transport.frame_handled()
+
+    @cached_property
+    def language(self) -> str:
+        return language_of(self.scope)
 
     # Connecting.
 
@@ -240,7 +253,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close_by_hub(Close.FLOODING)
                 return
             client_id = command.client_id if command is not None else refused.client_id
-            reply = frames.error("rate_limited", "Too many commands; slow down.", client_id=client_id, retry_after=wait)
+            reply = frames.error(
+                "rate_limited", _("Too many commands; slow down."), client_id=client_id, retry_after=wait
+            )
         elif command is None:
             reply = frames.error(refused.code, refused.detail, client_id=refused.client_id)
         else:
@@ -275,7 +290,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             other = extensions.socket_commands.get(command.type)
             if other is None:
                 return frames.error(
-                    "unknown_type", f"This server does not serve {command.type!r}.", client_id=command.client_id
+                    "unknown_type",
+                    format_lazy(_("This server does not serve {type!r}."), type=command.type),
+                    client_id=command.client_id,
                 )
             result = await writes(other.run)(self.user, room_id=self.room_id, **command.args)
             if other.apply is not None:
@@ -285,7 +302,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return frames.error(exc.code, exc.detail, client_id=command.client_id, retry_after=exc.retry_after)
         except Exception:
             logger.exception("Command %s failed", command.type)
-            return frames.error("server_error", "Something went wrong; try again.", client_id=command.client_id)
+            return frames.error("server_error", _("Something went wrong; try again."), client_id=command.client_id)
+
+
+def language_of(scope: dict[str, Any]) -> str:
+    """The language of a connection's replies, chosen from its handshake the way
+    LocaleMiddleware chooses a page's: the language switch's cookie, else
+    Accept-Language, else LANGUAGE_CODE."""
+    request = HttpRequest()
+    request.COOKIES = scope.get("cookies", {})
+    for name, value in scope.get("headers", ()):
+        if name == b"accept-language":
+            request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
+    return translation.get_language_from_request(request)
 
 
 def _budget_for(me: dict[str, Any]) -> dict[str, float]:

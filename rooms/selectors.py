@@ -13,6 +13,8 @@ from django.db import connection
 from django.db.models import Count, QuerySet, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms import extensions
 from rooms.errors import NoSuchRoom, NotFound
@@ -82,7 +84,7 @@ def find_user(ref: int | str):
     lookup = {"pk": ref} if isinstance(ref, int) else {User.USERNAME_FIELD: ref}
     user = User.objects.filter(is_active=True, **lookup).first()
     if user is None:
-        raise NotFound(f"No user {ref!r}.")
+        raise NotFound(format_lazy(_("No user {ref!r}."), ref=ref))
     return user
 
 
@@ -352,7 +354,7 @@ def person_card(room: Room, user_id: int, *, for_team: bool) -> dict[str, Any]:
     team (`for_team`) also their ban and mute. NotFound for no such active person."""
     person = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     if person is None:
-        raise NotFound("No such person.")
+        raise NotFound(_("No such person."))
     recent = Message.objects.filter(room=room, author=person, deleted_at__isnull=True).order_by("-seq")[
         :PERSON_RECENT_MESSAGES
     ]
