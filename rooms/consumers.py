@@ -108,10 +108,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=Close.FLOODING)
             return
         self.room_id = state.room.pk
-        await self.hub.join(self.room_id, self)
+        joined = await self.hub.join(self.room_id, self)
         parts = await self.hub.welcome_parts(self.room_id, after=after, blocked=state.blocked, head=state.head)
         history = parts.history
-        roster = await self.hub.welcome_roster(self.room_id)
+        roster = await self.hub.welcome_roster(self.room_id, joined)
         await self.send(text_data=welcome.welcome_frame(state, parts, roster=roster))
         if after_refused is not None:
             await self.send(text_data=frames.error(after_refused.code, after_refused.detail))

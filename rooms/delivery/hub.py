@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 # How many people a welcome's roster lists (the client asks for more with `roster`).
 ROSTER_PAGE = 50
+ROSTER_MAX_AGE_SECONDS = 1.0
 # How long a room feed waits for a missing seq (published out of order by two server
 # processes) before it delivers what it has; the client then fills the gap from the log.
 GAP_WAIT_SECONDS = 0.3
@@ -96,9 +97,18 @@ class RoomFeed:
         # The latest events taken in, to bring a snapshot read meanwhile up to date.
         self.recent: deque[tuple[int, str]] = deque(maxlen=64)
         # The roster's first page as welcomes show it, read once per presence delta:
-        # every delta since it was read reaches the viewers joining now.
+        # every delta since it was read reaches the viewers joining now. At most
+        # ROSTER_MAX_AGE_SECONDS old all the same, in case deltas stop reaching this
+        # process (a Redis restart drops its subscriptions until they are renewed).
         self.roster: dict[str, Any] | None = None
+        self.roster_at = 0.0
+        # Local joins written to the presence store so far, and how many of them the
+        # roster (and the read in flight) were read after: a welcome's roster counts
+        # its viewer.
+        self.joins = 0
+        self.roster_joins = 0
         self._roster_read: asyncio.Future | None = None
+        self._roster_read_joins = 0
 
     # Incoming events.
 
@@ -163,24 +173,35 @@ class RoomFeed:
                 return parts
         return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
 
-    async def welcome_roster(self) -> dict[str, Any]:
-        """The roster's first page for a welcome. A join storm reads it once per
-        presence delta (CHAT_PRESENCE_COALESCE_MS), not once per viewer: the store's
-        answer grows with the room. A viewer's own join shows in the next delta."""
-        if self.roster is not None:
-            return self.roster
-        if self._roster_read is None:
-            self._roster_read = asyncio.ensure_future(self._read_roster())
-        return await asyncio.shield(self._roster_read)
+    async def welcome_roster(self, joined: int) -> dict[str, Any]:
+        """The roster's first page for the welcome of the `joined`-th viewer to join
+        here (counting it). A join storm reads it once per batch of joins, not once per
+        viewer (the store's answer grows with the room): the viewers that joined while
+        a read was in flight share the next one."""
+        while True:
+            fresh = time.monotonic() - self.roster_at < ROSTER_MAX_AGE_SECONDS
+            if self.roster is not None and fresh and self.roster_joins >= joined:
+                return self.roster
+            read = self._roster_read
+            if read is not None and self._roster_read_joins < joined:
+                # Read before this viewer's join was written: wait for it, then read anew.
+                await asyncio.shield(read)
+                continue
+            if read is None:
+                self._roster_read_joins = self.joins
+                read = self._roster_read = asyncio.ensure_future(self._read_roster(self.joins))
+            return await asyncio.shield(read)
 
-    async def _read_roster(self) -> dict[str, Any]:
+    async def _read_roster(self, joins: int) -> dict[str, Any]:
         try:
-            self.roster = await welcome.read_roster(self.room_id, offset=0, limit=ROSTER_PAGE)
-            return self.roster
+            roster_at = time.monotonic()
+            roster = await welcome.read_roster(self.room_id, offset=0, limit=ROSTER_PAGE)
         except Exception:
             return welcome.local_roster(len(self.viewers), offset=0)
         finally:
             self._roster_read = None
+        self.roster, self.roster_joins, self.roster_at = roster, joins, roster_at
+        return roster
 
     async def _current_snapshot(self) -> welcome.RoomSnapshot | None:
         if self.snapshot is not None and self.snapshot.fresh:
@@ -358,8 +379,10 @@ class Hub:
         except Exception:
             logger.warning("Could not subscribe to room %s; retrying", feed.room_id, exc_info=True)
 
-    async def join(self, room_id: int, viewer: Viewer) -> None:
-        """Start delivering the room's events to `viewer` and count it as present."""
+    async def join(self, room_id: int, viewer: Viewer) -> int:
+        """Start delivering the room's events to `viewer` and count it as present. The
+        number of viewers that joined the room here so far, this one included (for
+        welcome_roster)."""
         async with self._lock:
             feed = self.feeds.get(room_id)
             if feed is None:
@@ -368,6 +391,8 @@ class Hub:
             if not feed.subscribed:
                 await self._subscribe(feed)
         await self.presence.joined(room_id, viewer.presence_entry())
+        feed.joins += 1
+        return feed.joins
 
     async def leave(self, room_id: int, viewer: Viewer) -> None:
         feed = self.feeds.get(room_id)
@@ -393,12 +418,13 @@ class Hub:
             return await reads(welcome.read_parts)(room_id, after=after, blocked=blocked)
         return await feed.welcome_parts(after=after, blocked=blocked, head=head)
 
-    async def welcome_roster(self, room_id: int) -> dict[str, Any]:
-        """The roster's first page for the welcome of a viewer that joined the room."""
+    async def welcome_roster(self, room_id: int, joined: int) -> dict[str, Any]:
+        """The roster's first page for the welcome of a viewer that joined the room
+        (`joined`: what join() answered it)."""
         feed = self.feeds.get(room_id)
         if feed is None:
             return await welcome.roster_or_local(room_id, offset=0, limit=ROSTER_PAGE, local_viewers=0)
-        return await feed.welcome_roster()
+        return await feed.welcome_roster(joined)
 
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)
