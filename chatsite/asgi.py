@@ -12,12 +12,14 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from rooms.metrics import MetricsEndpoint  # noqa: E402
 from rooms.middleware import OriginCheckMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # GET /metrics to CHAT_METRICS_ALLOW, answered before Django; the rest is Django's.
+        "http": MetricsEndpoint(django_asgi_app),
         # A handshake from anywhere but the site's own origins (scheme, host and port) is
         # refused with 403: no cross-site hijacking.
         "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),

@@ -22,7 +22,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from rooms import commands, extensions, selectors
+from rooms import commands, extensions, metrics, selectors
 from rooms.budget import CommandBudget
 from rooms.dbpaths import reads, writes
 from rooms.delivery import welcome
@@ -35,7 +35,6 @@ from rooms.presence import Entry, get_presence
 from rooms.protocol import Close, Command, ProtocolError, frames, parse_after, parse_client_frame
 
 logger = logging.getLogger(__name__)
-
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -63,6 +62,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.session_key: str | None = getattr(self.scope.get("session"), "session_key", None)
         self.room_id: int | None = None
         self.closed = False
+        self.counted = False
         self.limit_keys: list[str] = []
         self.sends_in_flight = 0
         self._tasks: set[asyncio.Task] = set()
@@ -74,6 +74,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.transport.connecting()
         await self.accept()
         self.transport.accepted()
+        metrics.WEBSOCKETS.inc()
+        self.counted = True
         if state is None:
             await self.close(code=Close.NOT_FOUND)
             return
@@ -130,8 +132,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        metrics.closed(code)
+        await super().close(code=code, reason=reason)
+
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        if self.counted:
+            self.counted = False
+            metrics.WEBSOCKETS.dec()
         # Sends on their way are stored or refused as usual; their answers go nowhere.
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -241,8 +250,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close_by_hub(Close.FLOODING)
                 return
             client_id = command.client_id if command is not None else refused.client_id
+            metrics.SHED_RATE_LIMITED.inc()
+            metrics.command(_kind(command), "rate_limited")
             reply = frames.error("rate_limited", "Too many commands; slow down.", client_id=client_id, retry_after=wait)
         elif command is None:
+            metrics.command("invalid", refused.code)
             reply = frames.error(refused.code, refused.detail, client_id=refused.client_id)
         else:
             reply = await self._run(command)
@@ -269,24 +281,42 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _run(self, command: Command) -> str | asyncio.Future | None:
         """The one reply to a parsed command: its text, a future of it (a send being
         stored), or None when the command sent it already."""
+        kind = _kind(command)
         try:
             own = commands.COMMANDS.get(command.type)
             if own is not None:
-                return await own(self, command)
+                reply = await own(self, command)
+                if not isinstance(reply, asyncio.Future):  # a send counts itself once stored
+                    metrics.command(kind, "ok")
+                return reply
             other = extensions.socket_commands.get(command.type)
             if other is None:
+                metrics.command(kind, "unknown_type")
                 return frames.error(
                     "unknown_type", f"This server does not serve {command.type!r}.", client_id=command.client_id
                 )
             result = await writes(other.run)(self.user, room_id=self.room_id, **command.args)
             if other.apply is not None:
                 other.apply(self, result)
+            metrics.command(kind, "ok")
             return other.reply(command.client_id, result)
         except ChatError as exc:
+            metrics.command(kind, exc.code)
             return frames.error(exc.code, exc.detail, client_id=command.client_id, retry_after=exc.retry_after)
         except Exception:
             logger.exception("Command %s failed", command.type)
+            metrics.command(kind, "server_error")
             return frames.error("server_error", "Something went wrong; try again.", client_id=command.client_id)
+
+
+def _kind(command: Command | None) -> str:
+    """The command's type as a metric label: only the types this server serves, so that
+    what clients type cannot grow the number of series."""
+    if command is None:
+        return "invalid"
+    if command.type in commands.COMMANDS or command.type in extensions.socket_commands:
+        return command.type
+    return "unknown"
 
 
 def _budget_for(me: dict[str, Any]) -> dict[str, float]:
