@@ -12,6 +12,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from rooms.delivery import drain  # noqa: E402
+from rooms.delivery.transport import drain_on_sigterm  # noqa: E402
 from rooms.metrics import MetricsEndpoint  # noqa: E402
 from rooms.middleware import OriginCheckMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
@@ -25,6 +27,10 @@ application = ProtocolTypeRouter(
         "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Under daphne, SIGTERM closes the viewers a few at a time (1012) and flushes the room
+# writers before the process exits (docs/deploy.md, "Stopping a process").
+drain_on_sigterm(drain.drain)
 
 # A full garbage collection walks every tracked object, and each open connection holds
 # ~140 of them (its middleware coroutines, tasks, protocol objects): with thousands of

@@ -352,3 +352,7 @@ CHAT_TEAM_COMMAND_MULTIPLIER = env_int("CHAT_TEAM_COMMAND_MULTIPLIER", 5, minimu
 # Who may read GET /metrics: addresses and networks, compared with the TCP peer of a
 # request that came straight to the process (rooms.metrics.scrape_allowed).
 CHAT_METRICS_ALLOW = ip_networks("CHAT_METRICS_ALLOW", env_list("CHAT_METRICS_ALLOW", ["127.0.0.1", "::1"]))
+# On SIGTERM a process closes its viewers (1012) spread evenly over this many seconds,
+# so that they come back on the other processes a few at a time, then exits
+# (rooms/delivery/drain.py). 0 closes them all at once.
+CHAT_DRAIN_SECONDS = env_int("CHAT_DRAIN_SECONDS", 10, minimum=0)

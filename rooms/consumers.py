@@ -25,11 +25,11 @@ from django.conf import settings
 from rooms import commands, extensions, metrics, selectors
 from rooms.budget import CommandBudget
 from rooms.dbpaths import reads, writes
-from rooms.delivery import welcome
+from rooms.delivery import drain, welcome
 from rooms.delivery.hub import get_hub
 from rooms.delivery.stream import Delivery, FellBehind, Frame, Thinned, ViewerStream
 from rooms.delivery.transport import transport_for
-from rooms.errors import ChatError
+from rooms.errors import Busy, ChatError
 from rooms.permissions import is_team
 from rooms.presence import Entry, get_presence
 from rooms.protocol import Close, Command, ProtocolError, frames, parse_after, parse_client_frame
@@ -62,6 +62,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.session_key: str | None = getattr(self.scope.get("session"), "session_key", None)
         self.room_id: int | None = None
         self.closed = False
+        # Closing for a drain: answers on their way still go out, new commands get busy.
+        self.leaving = False
         self.counted = False
         self.limit_keys: list[str] = []
         self.sends_in_flight = 0
@@ -69,6 +71,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # The last reply on its way: the next one goes after it.
         self._last_reply: asyncio.Future | None = None
         self.transport = transport_for(self.base_send)
+        if drain.draining():
+            # A handshake that got in as the process began to drain: go elsewhere now.
+            await self.accept()
+            await self.close(code=Close.SERVICE_RESTART)
+            return
         after, after_refused = parse_after(self.scope.get("query_string", b""))
         state = await reads(welcome.viewer_state)(self.scope["url_route"]["kwargs"]["slug"], self.user)
         self.transport.connecting()
@@ -134,6 +141,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         metrics.closed(code)
+        if code is not None and self.transport.close_frame(code):
+            return
         await super().close(code=code, reason=reason)
 
     async def disconnect(self, code: int) -> None:
@@ -183,6 +192,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close_by_hub(Close.TOO_FAR_BEHIND)
 
     async def close_by_hub(self, code: int) -> None:
+        if self.closed:
+            return
+        if code == Close.SERVICE_RESTART:
+            # The process is draining: a send being stored still gets its ack here, so
+            # that the client does not send it again elsewhere (that would be stored
+            # once, but answered late).
+            self.leaving = True
+            deadline = asyncio.get_running_loop().time() + drain.REPLIES_WAIT_SECONDS
+            # Commands that came meanwhile join the chain, answered busy at once.
+            while self._replies_pending() and (left := deadline - asyncio.get_running_loop().time()) > 0:
+                await asyncio.wait([self._last_reply], timeout=left)
         if not self.closed:
             self.closed = True
             await self.close(code=code)
@@ -283,6 +303,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         stored), or None when the command sent it already."""
         kind = _kind(command)
         try:
+            if self.leaving:
+                raise Busy("This server is restarting; send it again once reconnected.", retry_after=1.0)
             own = commands.COMMANDS.get(command.type)
             if own is not None:
                 reply = await own(self, command)

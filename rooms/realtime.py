@@ -176,6 +176,12 @@ _publishers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _server_publisher: Publisher | None = None
 
 
+def publishes_pending() -> bool:
+    """Whether this process's publisher still has events to hand to the channel layer."""
+    publisher = _server_publisher
+    return publisher is not None and (publisher.task is not None or bool(publisher._outgoing))
+
+
 def start_publisher() -> Publisher:
     """The publisher of the running event loop, made the one sync code publishes through."""
     global _server_publisher

@@ -205,6 +205,11 @@ def get_writer(room_id: int) -> RoomWriter:
     return writer
 
 
+def idle() -> bool:
+    """No room writer of the process holds a send or has a write in flight (a drain waits for this)."""
+    return not any(w.draining or w.team or w.members for writers in list(_writers.values()) for w in writers.values())
+
+
 def queued_sends() -> int:
     """Sends waiting in every room writer of the process (for the metrics)."""
     return sum(len(w.team) + len(w.members) for writers in list(_writers.values()) for w in list(writers.values()))
