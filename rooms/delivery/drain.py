@@ -59,22 +59,21 @@ async def drain(seconds: float | None = None) -> None:
     from rooms.delivery.hub import _hubs
 
     hub = _hubs.get(asyncio.get_running_loop())
-    viewers = [viewer for feed in list(hub.feeds.values()) for viewer in feed.viewers] if hub else []
+    viewers = _viewers(hub)
     logger.info("Draining: closing %d viewers over %s s", len(viewers), seconds)
-    closing: list[asyncio.Task] = []
+    closing: dict[object, asyncio.Task] = {}
     started = time.monotonic()
     for due, viewer in zip(spread(len(viewers), seconds), viewers, strict=True):
         wait = started + due - time.monotonic()
         if wait > TICK_SECONDS:
             await asyncio.sleep(wait)
-        closing.append(asyncio.ensure_future(_close(viewer)))
-    # Handshakes that were under way when the drain began, and have joined since.
-    if hub:
-        late = [v for feed in list(hub.feeds.values()) for v in feed.viewers if v not in set(viewers)]
-        closing.extend(asyncio.ensure_future(_close(viewer)) for viewer in late)
-    await asyncio.gather(*closing)
-    await _flushed()
+        closing[viewer] = asyncio.ensure_future(_close(viewer))
+    await _flushed(hub, closing)
     logger.info("Drained in %.1f s", time.monotonic() - started)
+
+
+def _viewers(hub) -> list:
+    return [viewer for feed in list(hub.feeds.values()) for viewer in feed.viewers] if hub is not None else []
 
 
 async def _close(viewer) -> None:
@@ -84,16 +83,16 @@ async def _close(viewer) -> None:
         logger.exception("Could not close %s for the drain", getattr(viewer, "conn_id", viewer))
 
 
-async def _flushed() -> None:
-    """Until the closed viewers have left, the room writers have stored what they hold
-    and the publisher has handed every stored event to the channel layer (for live
-    delivery on the other processes)."""
+async def _flushed(hub, closing: dict[object, asyncio.Task]) -> None:
+    """Until the closed viewers have left the hub, the room writers have stored what
+    they hold and the publisher has handed every stored event to the channel layer (for
+    live delivery on the other processes). A viewer whose handshake was under way when
+    the drain began, and that joined since, is closed too."""
     deadline = time.monotonic() + FLUSH_WAIT_SECONDS
-    from rooms.delivery.hub import _hubs
-
-    hub = _hubs.get(asyncio.get_running_loop())
-    # The closed viewers leave the hub and the roster once their disconnect has run.
-    while (hub is not None and hub.feeds) or not writer.idle() or realtime.publishes_pending():
+    while _viewers(hub) or not writer.idle() or realtime.publishes_pending():
+        for viewer in _viewers(hub):
+            if viewer not in closing:
+                closing[viewer] = asyncio.ensure_future(_close(viewer))
         if time.monotonic() > deadline:
             logger.warning("Drain: viewers, writers or publisher still busy after %s s; exiting", FLUSH_WAIT_SECONDS)
             return

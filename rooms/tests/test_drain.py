@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 from channels.db import database_sync_to_async
@@ -49,21 +50,19 @@ class FakeViewer:
         self.closed_at.append((code, time.monotonic() - self.started))
 
 
-async def test_the_drain_closes_each_viewer_once_with_1012_no_earlier_than_its_turn(monkeypatch):
+def fake_hub(monkeypatch, rooms: dict[int, list[FakeViewer]]) -> SimpleNamespace:
+    """The running loop's hub, as the drain sees it: rooms' feeds and their viewers."""
     from rooms.delivery import hub as hubs
 
-    class Feed:
-        def __init__(self, viewers):
-            self.viewers = set(viewers)
+    hub = SimpleNamespace(feeds={room: SimpleNamespace(viewers=set(viewers)) for room, viewers in rooms.items()})
+    monkeypatch.setitem(hubs._hubs, asyncio.get_running_loop(), hub)
+    return hub
 
-    class Hub:
-        feeds: dict = {}
 
+async def test_the_drain_closes_each_viewer_once_with_1012_no_earlier_than_its_turn(monkeypatch):
     started = time.monotonic()
     viewers = [FakeViewer(started) for _ in range(5)]
-    fake = Hub()
-    fake.feeds = {1: Feed(viewers[:3]), 2: Feed(viewers[3:])}
-    monkeypatch.setitem(hubs._hubs, asyncio.get_running_loop(), fake)
+    fake = fake_hub(monkeypatch, {1: viewers[:3], 2: viewers[3:]})
 
     async def leave_after_close():
         # The viewers leave the hub once closed, as real ones do in their disconnect.
@@ -81,6 +80,26 @@ async def test_the_drain_closes_each_viewer_once_with_1012_no_earlier_than_its_t
     offsets = sorted(v.closed_at[0][1] for v in viewers)
     for offset, due in zip(offsets, drain.spread(5, 0.5), strict=True):
         assert offset >= due - drain.TICK_SECONDS
+
+
+async def test_a_viewer_that_joins_during_the_drain_is_closed_too(monkeypatch):
+    started = time.monotonic()
+    early, late = FakeViewer(started), FakeViewer(started)
+    fake = fake_hub(monkeypatch, {1: [early]})
+
+    async def handshake_finishing_meanwhile():
+        while not early.closed_at:
+            await asyncio.sleep(0.01)
+        fake.feeds[1].viewers.add(late)
+        while not late.closed_at:
+            await asyncio.sleep(0.01)
+        fake.feeds = {}
+
+    joining = asyncio.ensure_future(handshake_finishing_meanwhile())
+    await drain.drain(seconds=0)
+    await joining
+
+    assert [code for code, _ in early.closed_at + late.closed_at] == [Close.SERVICE_RESTART] * 2
 
 
 # Real consumers.
