@@ -1,6 +1,7 @@
 """CPU cost of the generator's read path per delivery, without sockets or a server.
 
-Feeds pre-built server frames through the same code a live run uses (RawClient frame
+Feeds pre-built server frames (chatsite's single and batch frames, and Socket.IO's
+one event per frame) through the same code a live run uses (RawClient frame
 parsing -> Viewer accounting -> parsed-frame cache) for many viewers, and reports CPU
 microseconds per delivery. It leaves out the kernel's share (the recv() syscalls), so
 it is a lower bound; run.py --server fanout --preset ceiling measures the whole thing.
@@ -30,18 +31,25 @@ class NullTransport:
         pass
 
 
-def event(seq: int) -> bytes:
+def event(seq: int, protocol: str) -> bytes:
     now = time.monotonic_ns()
-    return loadgen.dumps({
-        "type": "message", "seq": seq, "ts": "2026-11-26T07:49:43.123456Z", "id": seq,
+    if protocol == "socketio":
+        # What io.to(room).emit("message", {...}) sends (bench/socketio/server.js).
+        return b'42["message",' + loadgen.dumps(_message(seq, now)) + b"]"
+    return loadgen.dumps({"type": "message", **_message(seq, now)})
+
+
+def _message(seq: int, now: int) -> dict:
+    return {
+        "seq": seq, "ts": "2026-11-26T07:49:43.123456Z", "id": seq,
         "author": {"id": 3, "name": "bench-sender-0", "role": "moderator"},
         "body": f"t={now} n={seq} " + "x" * 30, "reply_to": None, "mentions": [], "client_id": f"b1234abcd-{seq}",
-    })
+    }
 
 
-def run(viewers: int, events: int, per_read: int, batch: bool) -> dict:
+def run(viewers: int, events: int, per_read: int, batch: bool, protocol: str = "chat") -> dict:
     loadgen.reset_cache()
-    gen = loadgen.Generator(loadgen.LoadConfig(url="ws://127.0.0.1:9"))
+    gen = loadgen.Generator(loadgen.LoadConfig(url="ws://127.0.0.1:9", protocol=protocol))
     clients = []
     for i in range(viewers):
         v = loadgen.Viewer(gen, i, None)
@@ -51,7 +59,7 @@ def run(viewers: int, events: int, per_read: int, batch: bool) -> dict:
         clients.append(c)
     chunks = []
     for first in range(1, events + 1, per_read):
-        evs = [event(s) for s in range(first, min(first + per_read, events + 1))]
+        evs = [event(s, protocol) for s in range(first, min(first + per_read, events + 1))]
         if batch and len(evs) > 1:
             chunks.append(wsraw.server_frame(b'{"type":"batch","events":[' + b",".join(evs) + b"]}"))
         else:
@@ -76,12 +84,11 @@ def main(argv=None) -> None:
 
     gc.disable()
     print(f"{'frames':>8} {'events/read':>11} {'us/delivery':>12} {'deliveries/s':>13}")
-    for batch in (False, True):
+    for kind in ("single", "batch", "socketio"):
         for per_read in (1, 4, 16):
-            if batch and per_read == 1:
+            if kind == "batch" and per_read == 1:
                 continue
-            r = run(args.viewers, args.events, per_read, batch)
-            kind = "batch" if batch else "single"
+            r = run(args.viewers, args.events, per_read, kind == "batch", "socketio" if kind == "socketio" else "chat")
             print(f"{kind:>8} {per_read:>11} {r['us_per_delivery']:>12.3f} {r['per_s']:>13,.0f}")
 
 

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import datetime
 import gc
+import itertools
 import json
 import os
 import platform
@@ -40,7 +41,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,16 +68,112 @@ WINDOW_MARKER: str | None = None
 
 
 # ---------------------------------------------------------------------------------------
+# Protocols: what commands and frames look like on the wire
+#
+# The accounting works on chatsite's frames (docs/protocol.md). Another protocol maps
+# its packets to them in `decode`, which only runs when a frame's bytes are parsed for
+# the first time (the frame cache), so the read path stays the same for every protocol.
+
+
+class ChatProtocol:
+    """chatsite's room protocol: one JSON object per frame, commands as JSON objects."""
+
+    name = "chat"
+    # Decoded types a connection handles by itself, with the text it answers (or None).
+    answers: dict[str, bytes | None] = {}
+    # Close codes that make a viewer reconnect with ?after=, besides LoadConfig.resync_codes.
+    resync_codes: tuple = ()
+    decode = staticmethod(loads)
+
+    @staticmethod
+    def path(room: str, after: int | None) -> str:
+        return f"/ws/rooms/{room}/" + (f"?after={after}" if after is not None else "")
+
+    @staticmethod
+    def encode(obj: dict) -> bytes:
+        return dumps(obj)
+
+    @staticmethod
+    def is_reply(payload: bytes) -> bool:
+        """Whether a sender should parse this frame (answers to its commands)."""
+        return b'"type":"ack"' in payload or b'"type":"error"' in payload or b'"type":"pong"' in payload
+
+
+class SocketIOProtocol:
+    """Socket.IO 5 packets over Engine.IO 4 on a WebSocket (bench/socketio/server.js).
+
+    An event `42["name",{...}]` decodes to its object with `type` = name; an ack
+    `43<id>[{...}]` to its argument (that server answers commands with the chat
+    protocol's replies: ack, error, pong, synced). Commands go out as events with an ack
+    id, `42<id>["send",{...}]`. Engine.IO's open packet `0{...}` is answered with `40`
+    (join the main namespace, answered with `40{"sid":...}`), its ping `2` with `3`.
+    """
+
+    name = "socketio"
+    answers: dict[str, bytes | None] = {"eio_open": b"40", "eio_ping": b"3", "eio_noop": None, "sio_connect": None}
+    # Engine.IO closes a connection whose ping went unanswered (a viewer that stopped
+    # reading) without a status code; a Socket.IO client reconnects.
+    resync_codes = (1005,)
+    _control = {b"0": "eio_open", b"1": "eio_close", b"2": "eio_ping", b"6": "eio_noop", b"40": "sio_connect",
+                b"41": "sio_disconnect", b"44": "sio_connect_error"}
+
+    def __init__(self):
+        self.ack_ids = itertools.count(1)
+
+    @staticmethod
+    def path(room: str, after: int | None) -> str:
+        return f"/socket.io/?EIO=4&transport=websocket&room={quote(room)}" + (
+            f"&after={after}" if after is not None else "")
+
+    def encode(self, obj: dict) -> bytes:
+        data = {k: v for k, v in obj.items() if k != "type"}
+        return b'42%d["%s",' % (next(self.ack_ids), obj["type"].encode()) + dumps(data) + b"]"
+
+    @staticmethod
+    def is_reply(payload: bytes) -> bool:
+        return payload[:2] == b"43" or payload == b"2"
+
+    @classmethod
+    def decode(cls, payload: bytes):
+        head = payload[:2]
+        if head == b"42":
+            args = loads(payload[2:])
+            if not isinstance(args, list) or not args or not isinstance(args[0], str):
+                return None
+            doc = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+            doc["type"] = args[0]
+            # The server logs messages only: its welcome history and sync replays hold them untyped.
+            for ev in doc.get("history") or doc.get("events") or ():
+                if isinstance(ev, dict):
+                    ev.setdefault("type", "message")
+            return doc
+        if head == b"43":
+            args = loads(payload[payload.index(b"[") :])
+            return args[0] if isinstance(args, list) and args else None
+        kind = cls._control.get(head if head[:1] == b"4" else head[:1])
+        if kind is None:
+            raise ValueError("not a Socket.IO packet")
+        return {"type": kind}
+
+
+PROTOCOLS = {"chat": ChatProtocol, "socketio": SocketIOProtocol}
+CHAT = ChatProtocol()
+
+
+# ---------------------------------------------------------------------------------------
 # Parsed-frame cache
 
 
 class Frame:
     """One distinct frame payload as parsed once, shared by every viewer that receives it."""
 
-    __slots__ = ("first", "last", "n", "contig", "events", "recv", "recv_slow", "synced", "kinds", "complete_to")
+    __slots__ = (
+        "first", "last", "n", "contig", "events", "recv", "recv_slow", "synced", "kinds", "complete_to", "answer",
+    )
 
     def __init__(
-        self, events: list[tuple[int, int | None]], synced: int | None, kinds: tuple, complete_to: int | None = None
+        self, events: list[tuple[int, int | None]], synced: int | None, kinds: tuple, complete_to: int | None = None,
+        answer: bytes | None = None,
     ):
         self.events = events  # [(seq, send time ns or None)] of the room events, in frame order
         self.n = len(events)
@@ -90,6 +187,8 @@ class Frame:
         # A batch's `last_seq`: the viewer was sent everything meant for it up to there
         # (the server left out what its readable feed skips, or what the viewer blocked).
         self.complete_to = complete_to
+        # What a connection answers to this frame by itself (a protocol's keep-alive).
+        self.answer = answer
 
 
 CACHE: dict[bytes, Frame] = {}
@@ -98,10 +197,10 @@ CACHE_MAX = 20_000
 PARSE_STATS = Counter()
 
 
-def parse_frame(payload: bytes) -> Frame:
+def parse_frame(payload: bytes, proto=CHAT) -> Frame:
     PARSE_STATS["parsed"] += 1
     try:
-        doc = loads(payload)
+        doc = proto.decode(payload)
     except ValueError:
         PARSE_STATS["bad_json"] += 1
         frame = Frame([], None, ("bad_json",))
@@ -135,7 +234,7 @@ def parse_frame(payload: bytes) -> Frame:
                     t = None
         events.append((seq, t))
     complete_to = doc.get("last_seq") if kind == "batch" else None
-    frame = Frame(events, synced, tuple(kinds), complete_to)
+    frame = Frame(events, synced, tuple(kinds), complete_to, proto.answers.get(kind))
     _remember(payload, frame)
     return frame
 
@@ -185,6 +284,7 @@ class LoadConfig:
     cookie_name: str = "sessionid"
     conns_per_ip: int = 500  # spread sources over 127.0.0.x, below per-IP limits
     client: str = "raw"  # raw | websockets
+    protocol: str = "chat"  # chat | socketio (see PROTOCOLS)
     app_ping: float = 0.0  # seconds between protocol pings per connection (0: off)
     settle: float = 1.0  # seconds between connecting and sending
     label: str = ""
@@ -262,7 +362,7 @@ class Conn:
 
     __slots__ = (
         "gen", "idx", "client", "welcomed", "welcome_fut", "connect_ns", "local_ip",
-        "closed_code", "frames", "slow", "cookie", "rcvbuf",
+        "closed_code", "frames", "slow", "cookie", "rcvbuf", "early",
     )
 
     def __init__(self, gen: Generator, idx: int, local_ip: str | None, cookie: str | None = None):
@@ -278,10 +378,12 @@ class Conn:
         self.slow = False
         self.cookie = cookie
         self.rcvbuf: int | None = None
+        self.early: list[bytes] = []  # answers to frames read before connect() had its client
 
     async def connect(self, after: int | None = None) -> None:
         gen = self.gen
-        path = f"/ws/rooms/{gen.cfg.room}/" + (f"?after={after}" if after is not None else "")
+        path = gen.proto.path(gen.cfg.room, after)
+        self.early = []
         cookie = f"{gen.cfg.cookie_name}={self.cookie}" if self.cookie else None
         loop = asyncio.get_running_loop()
         self.welcomed = False
@@ -311,6 +413,9 @@ class Conn:
                 origin=gen.origin, cookie=cookie, local_ip=self.local_ip, rcvbuf=self.rcvbuf, clock=clock,
             )
         self.closed_code = None
+        early, self.early = self.early, []
+        for text in early:
+            self.client.send_text(text)
         if isinstance(self, Viewer) and self.sync_pending:
             self.request_sync()
         await self.welcome_fut
@@ -329,7 +434,41 @@ class Conn:
 
     def send_obj(self, obj: dict) -> None:
         if self.client is not None:
-            self.client.send_text(dumps(obj))
+            self.client.send_text(self.gen.proto.encode(obj))
+
+    def send_text(self, text: bytes) -> None:
+        if self.client is not None:
+            self.client.send_text(text)
+        else:
+            # The frame came in the same read as the handshake, before connect() returned.
+            self.early.append(text)
+
+    def before_welcome(self, payload: bytes) -> dict | None:
+        """The welcome, decoded; None for what a protocol sends before it (answered here
+        when it asks for an answer: Engine.IO's open packet and ping)."""
+        proto = self.gen.proto
+        try:
+            doc = proto.decode(payload)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            self.gen.unexpected["before-welcome:junk"] += 1
+            return None
+        if doc.get("type") == "welcome":
+            return doc
+        if not self.answer(doc):
+            self.gen.unexpected[f"before-welcome:{doc.get('type')}"] += 1
+        return None
+
+    def answer(self, doc: dict) -> bool:
+        """Answer a protocol's keep-alive; True when `doc` was one."""
+        answers = self.gen.proto.answers
+        kind = doc.get("type")
+        if kind not in answers:
+            return False
+        if answers[kind] is not None:
+            self.send_text(answers[kind])
+        return True
 
     def close(self) -> None:
         if self.client is not None:
@@ -368,8 +507,10 @@ class Viewer(Conn):
             return
         frame = CACHE.get(payload)
         if frame is None:
-            frame = parse_frame(payload)
+            frame = parse_frame(payload, self.gen.proto)
         if frame.n == 0:
+            if frame.answer is not None:
+                self.send_text(frame.answer)
             if frame.synced is not None and self.sync_pending:
                 self.on_synced(frame.synced)
             if frame.complete_to is not None:
@@ -430,12 +571,8 @@ class Viewer(Conn):
         return taken
 
     def on_welcome(self, payload: bytes, now: int) -> None:
-        try:
-            doc = loads(payload)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict) or doc.get("type") != "welcome":
-            self.gen.unexpected[f"before-welcome:{(doc or {}).get('type') if isinstance(doc, dict) else 'junk'}"] += 1
+        doc = self.before_welcome(payload)
+        if doc is None:
             return
         last = doc.get("last_seq") or 0
         self.welcomed = True
@@ -488,7 +625,7 @@ class Viewer(Conn):
         gen = self.gen
         if not self.welcomed or gen.stopping:
             return
-        if code in gen.cfg.resync_codes and gen.cfg.resync:
+        if gen.cfg.resync and (code in gen.cfg.resync_codes or code in gen.proto.resync_codes):
             self.resyncs += 1
             gen.resyncs += 1
             gen.resyncs_by_code[code] += 1
@@ -528,20 +665,19 @@ class Sender(Conn):
     def on_text(self, payload: bytes, now: int) -> None:
         self.frames += 1
         if not self.welcomed:
-            try:
-                doc = loads(payload)
-            except ValueError:
-                return
-            if isinstance(doc, dict) and doc.get("type") == "welcome":
+            if self.before_welcome(payload) is not None:
                 self.welcomed = True
                 if self.welcome_fut is not None and not self.welcome_fut.done():
                     self.welcome_fut.set_result(None)
             return
         # Senders read the room like everyone else but only replies matter here.
-        if b'"type":"ack"' in payload or b'"type":"error"' in payload or b'"type":"pong"' in payload:
+        proto = self.gen.proto
+        if proto.is_reply(payload):
             try:
-                doc = loads(payload)
+                doc = proto.decode(payload)
             except ValueError:
+                return
+            if not isinstance(doc, dict) or self.answer(doc):
                 return
             items = doc.get("events", ()) if doc.get("type") == "batch" else (doc,)
             for ev in items:
@@ -572,7 +708,7 @@ class Sender(Conn):
         now = clock()
         cid = f"{tag}-{k}"
         self.pending[cid] = now
-        self.client.send_text(dumps({"type": "send", "body": f"t={now} n={k} {pad}", "client_id": cid}))
+        self.client.send_text(self.gen.proto.encode({"type": "send", "body": f"t={now} n={k} {pad}", "client_id": cid}))
 
 
 # ---------------------------------------------------------------------------------------
@@ -674,6 +810,7 @@ class Generator:
         self.port = u.port or 80
         self.origin = f"http://{self.host}:{self.port}"
         self.probe = probe or NullProbe()
+        self.proto = PROTOCOLS[cfg.protocol]()
         self.viewers: list[Viewer] = []
         self.senders: list[Sender] = []
         self.close_codes = Counter()
@@ -759,7 +896,7 @@ class Generator:
 
     async def _app_pinger(self, stop: asyncio.Event) -> None:
         interval = self.cfg.app_ping
-        frame_payload = dumps({"type": "ping", "ts": 0})
+        frame_payload = self.proto.encode({"type": "ping", "ts": 0})
         while not stop.is_set():
             conns = [c for c in self.viewers + self.senders if c.client is not None]
             if not conns:
@@ -879,7 +1016,7 @@ class Generator:
         for v in self.viewers[: cfg.slow]:
             v.slow = True
             v.rcvbuf = cfg.slow_rcvbuf
-        if cfg.senders and not cfg.sessions and cfg.rate > 0:
+        if cfg.senders and not cfg.sessions and cfg.rate > 0 and cfg.protocol == "chat":
             print("warning: senders without sessions are anonymous (the real server refuses their sends)",
                   file=sys.stderr)
         self.connect_info = await self.connect_many(self.viewers, cfg.ramp)
@@ -1342,6 +1479,8 @@ def add_load_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--conns-per-ip", type=int, help=f"connections per source address 127.0.x.y, 0: kernel's choice "
                                                     f"(default {d.conns_per_ip})")
     g.add_argument("--client", choices=["raw", "websockets"], help="viewer client implementation (default raw)")
+    g.add_argument("--protocol", choices=sorted(PROTOCOLS),
+                   help="chat: chatsite's room protocol (default); socketio: Socket.IO 4 (bench/socketio/server.js)")
     g.add_argument("--app-ping", type=float, help="seconds between protocol pings on every connection (0: off)")
     g.add_argument("--label", help="name of this run in the report")
 

@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py --preset rate-500 --duration 5        # a short smoke run
     .venv/bin/python bench/run.py --server uvicorn --preset big-5000x20
     .venv/bin/python bench/run.py --server fanout --preset ceiling      # the generator's own ceiling
+    .venv/bin/python bench/run.py --server socketio -n 200 -s 7 -r 50 -d 30   # Socket.IO 4, side by side
     .venv/bin/python bench/run.py --url ws://127.0.0.1:8000 -n 200 -s 5 -r 50 -d 20
 
 By default it starts one server process pinned to CPU 0 (`taskset -c 0`) on a free
@@ -21,6 +22,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +40,7 @@ import syncstorm  # noqa: E402
 from loadgen import LoadConfig  # noqa: E402
 
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+SOCKETIO_DIR = os.path.join(HERE, "socketio")
 PYTHON = os.path.join(VENV_BIN, "python")
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/chatsite_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -203,6 +206,20 @@ def _raise_nofile_in_child() -> None:
     os.setsid()
 
 
+def socketio_install() -> str:
+    """The node binary, with bench/socketio's pinned packages installed (`npm ci`) when missing."""
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("--server socketio needs Node.js (Debian: apt-get install -y nodejs npm)")
+    if not os.path.isdir(os.path.join(SOCKETIO_DIR, "node_modules", "socket.io")):
+        print("installing bench/socketio (npm ci)", file=sys.stderr)
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_DIR, capture_output=True,
+                           text=True, timeout=600)
+        if r.returncode:
+            raise SystemExit(f"npm ci failed:\n{r.stdout}\n{r.stderr}")
+    return node
+
+
 class Server:
     """A server process this script started, pinned to one CPU; stopped by its pid."""
 
@@ -221,6 +238,9 @@ class Server:
         elif kind == "fanout":
             cmd = [PYTHON, os.path.join(HERE, "fanout_server.py"), "--port", str(port), "--max-seconds", "7200",
                    *extra]
+        elif kind == "socketio":
+            cmd = [socketio_install(), os.path.join(SOCKETIO_DIR, "server.js"), "--port", str(port),
+                   "--max-seconds", "7200", *extra]
         else:
             raise SystemExit(f"unknown server {kind}")
         self.cmd = pin + cmd
@@ -403,8 +423,9 @@ def summary_rows(results: list[dict]) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), help="; ".join(f"{k}: {v['help']}" for k, v in PRESETS.items()))
-    p.add_argument("--server", choices=["daphne", "uvicorn", "fanout"], default="daphne",
-                   help="server to start (default daphne); ignored with --url")
+    p.add_argument("--server", choices=["daphne", "uvicorn", "fanout", "socketio"], default="daphne",
+                   help="server to start (default daphne; socketio: bench/socketio/server.js, Socket.IO 4 on "
+                        "Node.js, spoken to with --protocol socketio); ignored with --url")
     p.add_argument("--url", help="target an already running server instead (loopback only)")
     p.add_argument("--room", help="room slug (default: a fresh bench room per invocation)")
     p.add_argument("--port", type=int, help="port for the started server (default: a free one)")
@@ -434,6 +455,12 @@ def main(argv=None) -> None:
     preset = PRESETS.get(args.preset, {}) if args.preset else {}
     base = LoadConfig(**preset.get("load", {}))
     base = loadgen.config_from_args(args, base)
+    if args.server == "socketio" and not args.url:
+        if args.protocol not in (None, "socketio"):
+            raise SystemExit("--server socketio speaks --protocol socketio")
+        base.protocol = "socketio"
+    if base.protocol != "chat" and (preset.get("peak") or preset.get("storm")):
+        raise SystemExit(f"--preset {args.preset} speaks chatsite's protocol only")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     label = args.label or args.preset or "custom"
     base.label = label
@@ -459,8 +486,8 @@ def main(argv=None) -> None:
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     # Taken before the server starts: the work tree may change while a run goes on.
-    digest = source_digest()
     kind = "url" if args.url else args.server
+    digest = source_digest(kind)
     try:
         if args.url:
             base.url = args.url
@@ -469,8 +496,9 @@ def main(argv=None) -> None:
         else:
             port = args.port or free_port()
             base.url = f"ws://127.0.0.1:{port}"
-        needs_django = kind in ("daphne", "uvicorn") or (kind == "url" and args.database_url)
-        if kind == "fanout":
+        needs_django = base.protocol == "chat" and (
+            kind in ("daphne", "uvicorn") or (kind == "url" and args.database_url))
+        if kind in ("fanout", "socketio"):
             base.room = args.room or f"bench-{stamp}"
         elif needs_django:
             if not args.url:
@@ -529,7 +557,7 @@ def main(argv=None) -> None:
         "server": kind,
         "server_cmd": server.cmd if server else None,
         "generator_loop": loop_kind,
-        "versions": _versions(),
+        "versions": _versions(kind),
         "git_head": _git_head(),
         "server_source_digest": digest,
     }
@@ -579,12 +607,17 @@ def _start_profiler(pid: int, cfg: LoadConfig, args, label: str, kind: str, stam
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def source_digest() -> str:
+def source_digest(kind: str) -> str:
     """A digest of the server's source, tying a report to the code it measured (the
     work tree may be ahead of any commit)."""
     import hashlib
 
     h = hashlib.sha1()
+    if kind == "socketio":
+        for name in ("server.js", "package-lock.json"):
+            with open(os.path.join(SOCKETIO_DIR, name), "rb") as fh:
+                h.update(fh.read())
+        return h.hexdigest()[:12]
     for top in ("chatsite", "rooms", "moderation"):
         for dirpath, dirnames, filenames in sorted(os.walk(os.path.join(ROOT, top))):
             dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", "tests"))
@@ -606,8 +639,16 @@ def _git_head() -> str | None:
         return None
 
 
-def _versions() -> dict:
+def _versions(kind: str) -> dict:
     out = {}
+    if kind == "socketio":
+        out["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        for name in ("socket.io", "engine.io", "ws"):
+            try:
+                with open(os.path.join(SOCKETIO_DIR, "node_modules", name, "package.json")) as fh:
+                    out[name] = json.load(fh)["version"]
+            except (OSError, ValueError, KeyError):
+                out[name] = None
     try:
         from importlib.metadata import version
 

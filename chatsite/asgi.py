@@ -9,13 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 # Django must be set up before anything imports models (the consumer does).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from rooms.delivery import drain  # noqa: E402
 from rooms.delivery.transport import drain_on_sigterm  # noqa: E402
 from rooms.metrics import MetricsEndpoint  # noqa: E402
-from rooms.middleware import OriginCheckMiddleware  # noqa: E402
+from rooms.middleware import OriginCheckMiddleware, SessionUserMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -24,7 +23,7 @@ application = ProtocolTypeRouter(
         "http": MetricsEndpoint(django_asgi_app),
         # A handshake from anywhere but the site's own origins (scheme, host and port) is
         # refused with 403: no cross-site hijacking.
-        "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginCheckMiddleware(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -220,6 +220,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Uploaded files (room emotes), written through the storage API. They are served by
+# rooms.views.emote_image with the type their bytes were sniffed as, never from here by
+# extension; see docs/deploy.md "Uploads".
+MEDIA_ROOT = Path(env_str("CHATSITE_MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_URL = "media/"
 # Serve straight from the app's static folders: no collectstatic step in the embedded mode.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -297,17 +302,15 @@ CHAT_SEND_RATE_BURST = (env_int("CHAT_SEND_BURST_COUNT", 5, minimum=1), 5)
 CHAT_SEND_RATE_SUSTAINED = (env_int("CHAT_SEND_SUSTAINED_COUNT", 20, minimum=1), 30)
 CHAT_MAX_CONNECTIONS_PER_USER = env_int("CHAT_MAX_CONNECTIONS_PER_USER", 50, minimum=1)
 CHAT_MAX_CONNECTIONS_PER_IP = env_int("CHAT_MAX_CONNECTIONS_PER_IP", 1000, minimum=1)
-# Fan-out: events arriving within a room's window after a flush go out as one batch
-# frame. The window is CHAT_BATCH_WINDOW_MS, widened for a room whose frames take long to
-# write (many viewers) so that writing them takes at most CHAT_BATCH_FANOUT_PERCENT of
-# the process's time, up to CHAT_BATCH_WINDOW_MAX_MS.
-CHAT_BATCH_WINDOW_MS = env_int("CHAT_BATCH_WINDOW_MS", 50, minimum=0)
-CHAT_BATCH_WINDOW_MAX_MS = env_int("CHAT_BATCH_WINDOW_MAX_MS", 200, minimum=CHAT_BATCH_WINDOW_MS)
+# Fan-out: an event that finds its room's feed idle goes out at once; events that arrive
+# while a frame is being written to the viewers, or in the pause after it, go out
+# together as one batch frame. The pause keeps a room's writing to at most
+# CHAT_BATCH_FANOUT_PERCENT of the process's time (after a flush that took 2 ms, 8 ms of
+# other work at 20 %), and is at most CHAT_BATCH_WINDOW_MAX_MS. So batches grow with the
+# room's size and rate, never with a clock. (A room's writes to the database batch the
+# same way, with no setting: see rooms/writer.py.)
+CHAT_BATCH_WINDOW_MAX_MS = env_int("CHAT_BATCH_WINDOW_MAX_MS", 200, minimum=1)
 CHAT_BATCH_FANOUT_PERCENT = env_int("CHAT_BATCH_FANOUT_PERCENT", 20, minimum=1)
-# A room's sends are written at most once per this interval: those of one interval are
-# checked and stored together (one database hop, one transaction). A send to a room with
-# no write in the last interval is written at once.
-CHAT_WRITE_INTERVAL_MS = env_int("CHAT_WRITE_INTERVAL_MS", 40, minimum=0)
 # A member's send that a room's writer could not store within this long (by what it has
 # queued and what its writes cost) is answered `busy` at once rather than queued. The
 # host team and staff are never refused.
@@ -348,6 +351,19 @@ CHAT_COMMANDS_BURST = env_int("CHAT_COMMANDS_BURST", 40, minimum=1)
 CHAT_FLOOD_STRIKES = env_int("CHAT_FLOOD_STRIKES", 50, minimum=1)
 # The host team runs bots and fast hands: their connections get this many times the budget.
 CHAT_TEAM_COMMAND_MULTIPLIER = env_int("CHAT_TEAM_COMMAND_MULTIPLIER", 5, minimum=1)
+# Room emotes (rooms/emotes.py): an upload is refused past this many bytes, or past this
+# many pixels on either side.
+CHAT_EMOTE_MAX_BYTES = env_int("CHAT_EMOTE_MAX_BYTES", 256 * 1024, minimum=1)
+CHAT_EMOTE_MAX_SIDE = env_int("CHAT_EMOTE_MAX_SIDE", 256, minimum=1)
+# Who may embed the read-only overlay (/rooms/<slug>/overlay/) in a frame: the CSP
+# frame-ancestors sources, space-separated. Every other page may not be framed at all.
+CHAT_OVERLAY_FRAME_ANCESTORS = " ".join(env_str("CHAT_OVERLAY_FRAME_ANCESTORS", "*").split()) or "*"
+if any(char in CHAT_OVERLAY_FRAME_ANCESTORS for char in ";,"):
+    # A `;` would end the directive and start another one in the policy.
+    raise ImproperlyConfigured(
+        "CHAT_OVERLAY_FRAME_ANCESTORS is CSP sources separated by spaces (e.g. `'self' https://studio.example.com`), "
+        f"not {CHAT_OVERLAY_FRAME_ANCESTORS!r}"
+    )
 
 # Who may read GET /metrics: addresses and networks, compared with the TCP peer of a
 # request that came straight to the process (rooms.metrics.scrape_allowed).

@@ -10,6 +10,10 @@ from rooms import views
 urlpatterns = [
     path("", views.room_list, name="room_list"),
     path("rooms/<slug:slug>/", views.room_page, name="room"),
+    path("rooms/<slug:slug>/chat/", views.room_popout, name="room_popout"),
+    path("rooms/<slug:slug>/overlay/", views.room_overlay, name="room_overlay"),
+    path("api/rooms/<slug:slug>/emotes", views.room_emotes, name="room_emotes"),
+    path("emotes/<int:emote_id>/<str:name>", views.emote_image, name="emote_image"),
     path("api/rooms/<slug:slug>/events", views.room_events, name="room_events"),
     path("api/rooms/<slug:slug>/leaderboard", views.room_leaderboard, name="room_leaderboard"),
     path("api/rooms/<slug:slug>/moderation-log", moderation_views.room_moderation_log, name="room_moderation_log"),

@@ -214,7 +214,9 @@ def do_delete_message(actor, *, message_id: int) -> RoomEvent:
     # The row keeps its body for staff in the admin; everything viewers can read is redacted.
     message.deleted_at, message.deleted_by = now, actor
     message.save(update_fields=["deleted_at", "deleted_by"])
-    _redact_logged(message.room_id, message.seq, lambda data: data.update(body="", deleted=True, mentions=[]))
+    _redact_logged(
+        message.room_id, message.seq, lambda data: data.update(body="", deleted=True, mentions=[], emotes=[])
+    )
     for reply in Message.objects.filter(reply_to=message).only("room_id", "seq"):
         _redact_logged(reply.room_id, reply.seq, _redact_quote)
     room = message.room

@@ -4,13 +4,16 @@ authorized, logged and reaches live viewers like the same action from the room p
 from django import forms
 from django.contrib import admin
 from django.db.models import Value
+from django.utils.html import format_html
 
 from rooms import services
 from rooms.admin_scope import RoomScopedAdmin, StaffOnlyAdmin
-from rooms.models import LedgerEntry, Membership, Message, Notice, Room, RoomEvent, Tip, Wallet
-from rooms.permissions import is_site_staff
+from rooms.errors import ChatError
+from rooms.models import Emote, LedgerEntry, Membership, Message, Notice, Room, RoomEvent, Tip, Wallet
+from rooms.permissions import hosted_room_ids, is_site_staff
 from rooms.presence import online_counts
 from rooms.selectors import leaderboard
+from rooms.services import emotes
 
 
 class MembershipInline(admin.TabularInline):
@@ -277,3 +280,96 @@ class LedgerEntryAdmin(StaffOnlyAdmin):
     list_display = ("created_at", "user", "amount", "kind", "tip", "by", "note")
     list_filter = ("kind",)
     search_fields = ("user__username",)
+
+
+class EmoteForm(forms.ModelForm):
+    """An emote upload. The code and the file are checked by the same rules the service
+    applies (rooms.services.emotes), so a bad file is a form error beside the field."""
+
+    # Longer than a code may be: what is wrong with one is said by clean_code, in full.
+    code = forms.CharField(
+        max_length=100, help_text="What viewers type, such as :pog: (2 to 32 letters, digits or underscores)."
+    )
+
+    class Meta:
+        model = Emote
+        fields = ("room", "code", "image")
+        help_texts = {"image": "PNG, GIF or WebP; other formats (SVG included) are refused."}
+
+    def clean_code(self):
+        return _as_form_error(emotes.clean_code, self.cleaned_data.get("code"))
+
+    def clean_image(self):
+        image = self.cleaned_data.get("image")
+        if image is not None:
+            _as_form_error(emotes.inspect_image, image)
+        return image
+
+
+def _as_form_error(check, value):
+    try:
+        return check(value)
+    except ChatError as exc:
+        raise forms.ValidationError(exc.detail) from None
+
+
+@admin.register(Emote)
+class EmoteAdmin(RoomScopedAdmin):
+    hosts_may_add = True
+    form = EmoteForm
+    list_display = ("code", "room", "preview", "content_type", "size", "created_by", "created_at")
+    list_filter = ("room",)
+    search_fields = ("code", "room__slug")
+    list_select_related = ("room", "created_by")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("room", "code", "image")
+        return ("room", "code", "preview", "content_type", "size", "created_by", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # An emote is replaced by removing it and adding a new one: messages already
+        # sent keep pointing at the image they showed.
+        return self.get_fields(request, obj) if obj is not None else ()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "room" and not is_site_staff(request.user):
+            kwargs["queryset"] = Room.objects.filter(pk__in=hosted_room_ids(request.user))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        if is_site_staff(request.user):
+            return True
+        if not self._is_host(request):
+            return False
+        return obj is None or obj.room_id in hosted_room_ids(request.user)
+
+    @admin.display(description="image")
+    def preview(self, emote):
+        return format_html('<img src="{}" alt="{}" height="28">', emotes.emote_url(emote), emote.code)
+
+    @admin.display(description="size")
+    def size(self, emote):
+        return f"{emote.width}×{emote.height}"
+
+    def save_model(self, request, obj, form, change):
+        emote = self.run_service(
+            request,
+            emotes.check_create_emote,
+            request.user,
+            room_id=obj.room_id,
+            code=obj.code,
+            image=form.cleaned_data["image"],
+            success=f"Emote {obj.code} added to {obj.room}.",
+        )
+        if emote is not None:
+            obj.pk = emote.pk
+
+    def delete_model(self, request, obj):
+        self.run_service(
+            request, emotes.check_delete_emote, request.user, emote_id=obj.pk, success=f"Emote {obj.code} removed."
+        )
+
+    def delete_queryset(self, request, queryset):
+        for emote in queryset:
+            self.delete_model(request, emote)

@@ -22,7 +22,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from rooms import commands, extensions, metrics, selectors
+from rooms import commands, extensions, metrics
 from rooms.budget import CommandBudget
 from rooms.dbpaths import reads, writes
 from rooms.delivery import drain, welcome
@@ -77,7 +77,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=Close.SERVICE_RESTART)
             return
         after, after_refused = parse_after(self.scope.get("query_string", b""))
-        state = await reads(welcome.viewer_state)(self.scope["url_route"]["kwargs"]["slug"], self.user)
+        self.hub = get_hub()
+        state = await reads(welcome.viewer_state)(
+            self.scope["url_route"]["kwargs"]["slug"], self.user, rooms=self.hub.rooms_by_slug
+        )
         self.transport.connecting()
         await self.accept()
         self.transport.accepted()
@@ -102,14 +105,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=Close.FLOODING)
             return
         self.room_id = state.room.pk
-        self.hub = get_hub()
         await self.hub.join(self.room_id, self)
-        history = await reads(selectors.room_history)(self.room_id, after=after, blocked=state.blocked)
-        room = await reads(selectors.room_state)(state.room)
+        parts = await self.hub.welcome_parts(self.room_id, after=after, blocked=state.blocked)
+        history = parts.history
         roster = await welcome.roster_or_local(
             self.room_id, offset=0, limit=50, local_viewers=self.hub.local_viewers(self.room_id)
         )
-        await self.send(text_data=welcome.welcome_frame(state, room=room, history=history, roster=roster))
+        await self.send(text_data=welcome.welcome_frame(state, parts, roster=roster))
         if after_refused is not None:
             await self.send(text_data=frames.error(after_refused.code, after_refused.detail))
         if not history.truncated:

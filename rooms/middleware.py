@@ -1,21 +1,50 @@
-"""HTTP and ASGI middleware: the content security policy, and the Origin check that
-keeps other sites' pages from acting with a visitor's session."""
+"""HTTP and ASGI middleware: the content security policy, the Origin check that keeps
+other sites' pages from acting with a visitor's session, and a WebSocket's session and
+user."""
 
 from __future__ import annotations
 
+import functools
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+from django.utils.module_loading import import_string
+from django.views.decorators.clickjacking import xframe_options_exempt
+
+from rooms.dbpaths import reads
+
 
 # Pages load only their own scripts and styles, and user text can never become markup
 # that runs: a second line behind rendering text with textContent.
-POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
-)
+def policy(*, frame_ancestors: str = "'none'") -> str:
+    """The site's content security policy; `frame_ancestors`: who may show the page in a
+    frame (nobody, except for the pages that are made to be embedded)."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self' ws: wss:; frame-ancestors {frame_ancestors}; base-uri 'self'; form-action 'self'"
+    )
+
+
+POLICY = policy()
+
+
+def embeddable(view):
+    """A page other sites may show in a frame (the overlay in a streaming tool's browser
+    source or a dashboard): frame-ancestors from CHAT_OVERLAY_FRAME_ANCESTORS and no
+    X-Frame-Options, while every other page keeps both at "never"."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response.headers["Content-Security-Policy"] = policy(frame_ancestors=settings.CHAT_OVERLAY_FRAME_ANCESTORS)
+        return response
+
+    return xframe_options_exempt(wrapped)
 
 
 class ContentSecurityPolicyMiddleware:
@@ -140,3 +169,41 @@ class OriginCheckMiddleware:
                     await send({"type": "websocket.close"})
                 return
         await self.app(scope, receive, send)
+
+
+class SessionUserMiddleware:
+    """`scope["session"]` and `scope["user"]` of a WebSocket handshake, read together in
+    one hop to a database read thread, and with no hop at all without a session cookie.
+
+    Channels' SessionMiddleware and AuthMiddleware take a hop each (the first only to
+    make the session object), on the one thread that also stores every chat line: in a
+    join storm the welcomes queued behind the writes and the writes behind the joins.
+    The user is checked as Django checks it for a page (auth.get_user: the session's
+    backend and its password hash), so a session that a password change ended stays
+    anonymous here too."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        from django.contrib.auth.models import AnonymousUser
+
+        cookie = _single_header(scope, b"cookie")
+        key = parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME) if cookie else None
+        if key:
+            session, user = await reads(_session_and_user)(key)
+        else:
+            session, user = _session_store()(None), AnonymousUser()
+        await self.app(dict(scope, session=session, user=user), receive, send)
+
+
+@functools.cache
+def _session_store():
+    return import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+
+
+def _session_and_user(session_key: str):
+    from django.contrib.auth import get_user
+
+    session = _session_store()(session_key)
+    return session, get_user(SimpleNamespace(session=session))

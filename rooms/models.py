@@ -1,3 +1,6 @@
+import uuid
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -212,3 +215,39 @@ class Notice(models.Model):
     @property
     def scope(self) -> str:
         return "room" if self.room_id else "site"
+
+
+def _emote_path(emote: "Emote", filename: str) -> str:
+    # The name is the server's, never the uploader's: a fresh random one (so a replaced
+    # image gets a new URL that caches can keep forever), with the extension of the
+    # format the bytes were sniffed as (rooms.emotes).
+    return f"emotes/{emote.room_id}/{uuid.uuid4().hex}{Path(filename).suffix.lower()}"
+
+
+class Emote(models.Model):
+    """A small image a room's viewers write as `:code:` in their messages."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="emotes")
+    # With its colons, as people type it: `:pog:` (rooms.emotes.CODE_RE).
+    code = models.CharField(max_length=34)
+    image = models.FileField(upload_to=_emote_path, max_length=200)
+    # Sniffed from the bytes when uploaded; what the image is served as.
+    content_type = models.CharField(max_length=32)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["room", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "code"], name="emote_code_once_per_room"),
+            models.CheckConstraint(
+                condition=Q(content_type__in=["image/png", "image/gif", "image/webp"]), name="emote_type_allowed"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} in {self.room}"

@@ -88,7 +88,8 @@ def find_user(ref: int | str):
 
 @dataclass(frozen=True)
 class History:
-    events: list[dict[str, Any]]
+    # The events as dicts, or as JSON text (room_history's `as_text`).
+    events: list[Any]
     # The seq the history is complete up to: every event up to it is either in `events`
     # or hidden from this viewer. Live delivery continues after it.
     last_seq: int
@@ -126,17 +127,22 @@ def _visible_log(room_id: int, blocked: set[int]) -> _Log:
     return _Log(events=events, last_seq=last_seq, pruned_through=pruned_through)
 
 
-def room_history(room_id: int, *, after: int | None, blocked: set[int], limit: int | None = None) -> History:
+def room_history(
+    room_id: int, *, after: int | None, blocked: set[int], limit: int | None = None, as_text: bool = False
+) -> History:
     """The log as one viewer sees it: the latest events on a first visit (`after` None),
-    otherwise every event after `after`, oldest first."""
+    otherwise every event after `after`, oldest first. `as_text`: each event as the
+    database holds its JSON (for frames that forward it as it is), not decoded."""
     log = _visible_log(room_id, blocked)
+    events = log.events.annotate(text=Cast("data", TextField())) if as_text else log.events
+    column = "text" if as_text else "data"
     if after is None:
         limit = limit or settings.CHAT_HISTORY_FIRST_VISIT
-        rows = list(log.events.order_by("-seq").values_list("data", flat=True)[:limit])
+        rows = list(events.order_by("-seq").values_list(column, flat=True)[:limit])
         rows.reverse()
         return History(events=rows, last_seq=log.last_seq, more=False, pruned=False, pruned_through=log.pruned_through)
     limit = limit or settings.CHAT_HISTORY_RESUME_MAX
-    rows = list(log.events.filter(seq__gt=after).order_by("seq").values_list("data", flat=True)[: limit + 1])
+    rows = list(events.filter(seq__gt=after).order_by("seq").values_list(column, flat=True)[: limit + 1])
     return History(
         events=rows[:limit],
         last_seq=log.last_seq,
@@ -144,6 +150,23 @@ def room_history(room_id: int, *, after: int | None, blocked: set[int], limit: i
         pruned=after < log.pruned_through,
         pruned_through=log.pruned_through,
     )
+
+
+@dataclass(frozen=True)
+class LatestEvents:
+    """The latest events of a room's log, as stored JSON text with their seqs."""
+
+    events: list[tuple[int, str]]
+    last_seq: int
+    pruned_through: int
+
+
+def latest_events(room_id: int, *, limit: int) -> LatestEvents:
+    """The room's latest `limit` events (no blocks), oldest first."""
+    log = _visible_log(room_id, set())
+    rows = list(log.events.annotate(text=Cast("data", TextField())).order_by("-seq").values_list("seq", "text")[:limit])
+    rows.reverse()
+    return LatestEvents(events=rows, last_seq=log.last_seq, pruned_through=log.pruned_through)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,10 @@ from django.views.decorators.http import require_GET
 
 from rooms import selectors
 from rooms.errors import ChatError, Unauthenticated
+from rooms.middleware import embeddable
+from rooms.overlay import parse_overlay_options
 from rooms.permissions import MODERATOR, actor_rank
+from rooms.services import emotes
 
 EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
@@ -55,14 +58,16 @@ def room_list(request: HttpRequest) -> HttpResponse:
     return render(request, "rooms/room_list.html", {"rooms": selectors.room_list()})
 
 
-def room_page(request: HttpRequest, slug: str) -> HttpResponse:
+def room_page(request: HttpRequest, slug: str, *, popout: bool = False) -> HttpResponse:
+    """The room page; `popout`: the chat alone, without the site's header, for a
+    window of its own (a streamer's second screen)."""
     try:
         room = selectors.get_room(slug)
     except ChatError as exc:
         raise Http404(exc.detail) from None
     return render(
         request,
-        "rooms/room.html",
+        "rooms/popout.html" if popout else "rooms/room.html",
         {
             "room": room,
             "ws_path": f"/ws/rooms/{room.slug}/",
@@ -74,8 +79,68 @@ def room_page(request: HttpRequest, slug: str) -> HttpResponse:
             # The page appends a person's id to this prefix.
             "people_api": reverse("room_person", args=[room.slug, 0]).removesuffix("0"),
             "join_lines_max_viewers": settings.CHAT_JOIN_LINES_MAX_VIEWERS,
+            "emotes_api": reverse("room_emotes", args=[room.slug]),
+            "overlay_url": request.build_absolute_uri(reverse("room_overlay", args=[room.slug])),
+            "popout_url": reverse("room_popout", args=[room.slug]),
         },
     )
+
+
+def room_popout(request: HttpRequest, slug: str) -> HttpResponse:
+    return room_page(request, slug, popout=True)
+
+
+@require_GET
+@embeddable
+def room_overlay(request: HttpRequest, slug: str) -> HttpResponse:
+    """Read-only live chat for a browser source in streaming software: no sign-in, no
+    controls, a transparent page (docs/deploy.md "Streamers"). Bad options answer 400
+    with what each takes, rather than an overlay that quietly ignores them."""
+    try:
+        room = selectors.get_room(slug)
+    except ChatError as exc:
+        raise Http404(exc.detail) from None
+    try:
+        options = parse_overlay_options(request.GET)
+    except ChatError as exc:
+        return json_error(exc.code, exc.detail, 400)
+    return render(
+        request,
+        "rooms/overlay.html",
+        {"room": room, "ws_path": f"/ws/rooms/{room.slug}/", "options": options},
+    )
+
+
+@require_GET
+@json_api
+def room_emotes(request: HttpRequest, slug: str) -> JsonResponse:
+    """The room's emotes, {code, url} each, for the page's picker and outside clients."""
+    room = selectors.get_room(slug)
+    return JsonResponse({"emotes": emotes.room_emotes(room.pk)})
+
+
+# Emote images are uploads: served with the type their bytes were sniffed as when they
+# were stored, never sniffed again by the browser, and sandboxed should one be opened
+# as a page. Their URL names the stored file, so it always means the same bytes.
+EMOTE_CACHE_SECONDS = 365 * 24 * 3600
+
+
+@require_GET
+def emote_image(request: HttpRequest, emote_id: int, name: str) -> HttpResponse:
+    emote = emotes.stored_emote(emote_id, name=name)
+    if emote is None:
+        raise Http404("No such emote.")
+    try:
+        # Small by rule (CHAT_EMOTE_MAX_BYTES): read whole, not streamed through a thread.
+        with emote.image.open("rb") as image:
+            content = image.read()
+    except FileNotFoundError:
+        raise Http404("No such emote.") from None
+    response = HttpResponse(content, content_type=emote.content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = f"public, max-age={EMOTE_CACHE_SECONDS}, immutable"
+    return response
 
 
 def signup(request: HttpRequest) -> HttpResponse:

@@ -4,9 +4,9 @@ A busy room's sends would each take a database round trip to be checked, then a
 transaction of their own under the room's seq lock, each a hop to the database thread
 that every connection of the process shares. Instead, while one write is in flight the
 next sends queue up here, and the next write checks them all and stores those that pass
-in one transaction (one seq update, two inserts), in one hop. A room is written at most
-once per CHAT_WRITE_INTERVAL_MS (0: as soon as the last write is done): a quiet room's
-send is written at once, alone; in a busy room writes grow as large as the load needs.
+in one transaction (one seq update, two inserts), in one hop. No clock is involved: a
+send that finds the writer idle is written at once, alone; whatever arrives while a
+write is in flight goes together in the next, so writes grow with the load.
 
 Admission: the writer knows what it has queued and what a send costs it to store (a
 moving average of its recent writes). A member's send that would wait longer than
@@ -58,7 +58,6 @@ class RoomWriter:
         self.team: deque[_Waiting] = deque()
         self.members: deque[_Waiting] = deque()
         self.draining = False
-        self.last_write = -1e9
         # Seconds of database time one stored send costs, measured on this room's writes.
         self.send_seconds = INITIAL_SEND_SECONDS
         self.load = RoomLoad(room_id)
@@ -102,10 +101,6 @@ class RoomWriter:
     async def _drain(self) -> None:
         try:
             while self.team or self.members:
-                wait = self.last_write + settings.CHAT_WRITE_INTERVAL_MS / 1000 - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                self.last_write = time.monotonic()
                 batch = self._next_batch()
                 metrics.WRITE_BATCH_SENDS.observe(len(batch))
                 started = time.perf_counter()

@@ -4,8 +4,8 @@ Services publish each room event once, as encoded JSON text, to the room's group
 members of a room group are not consumers but one hub per process: a process subscribes
 to a room once, however many of its connections watch it, and the hub writes the same
 frame to every local viewer. Events that arrive within a short window of the previous
-flush are coalesced into one `batch` frame, so a busy room costs each viewer a few
-frames a second while a quiet room's events go out at once.
+flush are coalesced into one `batch` frame (see batch_window), so a busy room costs
+each viewer a few frames a second while a quiet room's events go out at once.
 
 Live delivery is an optimization over the room event log. Whatever this path drops (a
 layer restart, a viewer too slow to keep up) the client fills from the log with `sync`
@@ -18,13 +18,15 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import deque
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import metrics, realtime
-from rooms.delivery import lag
+from rooms.dbpaths import reads
+from rooms.delivery import lag, welcome
 from rooms.delivery.stream import Delivery, Frame, Thinned
 from rooms.presence import Entry, PresenceTracker
 from rooms.protocol import batch_text
@@ -78,13 +80,19 @@ class RoomFeed:
         self.next_seq: int | None = None
         self.closes: list[tuple[int, int]] = []
         self.last_flush = 0.0
-        self.window = settings.CHAT_BATCH_WINDOW_MS / 1000
+        self.window = 0.0
         self.flush_scheduled = False
         self.gap_timer: asyncio.TimerHandle | None = None
         self.subscribed = False
         # The readable feed: member lines a viewer may still take this second.
         self.readable = float(settings.CHAT_READABLE_MESSAGES_PER_SECOND)
         self.readable_at = time.monotonic()
+        # The room's welcome snapshot, kept current with the events taken in; None until
+        # a viewer needs it, and after an event it cannot follow.
+        self.snapshot: welcome.RoomSnapshot | None = None
+        self._snapshot_read: asyncio.Future | None = None
+        # The latest events taken in, to bring a snapshot read meanwhile up to date.
+        self.recent: deque[tuple[int, str]] = deque(maxlen=64)
 
     # Incoming events.
 
@@ -96,6 +104,7 @@ class RoomFeed:
             # In order, or late: a late one goes out as is and viewers that already saw
             # a higher seq drop it, or it was already delivered to them after a gap.
             self.pending.append(delivery)
+            self._took(delivery)
             if self.next_seq is None or seq == self.next_seq:
                 self.next_seq = seq + 1
                 self._release_held()
@@ -111,7 +120,9 @@ class RoomFeed:
 
     def _release_held(self) -> None:
         while self.next_seq in self.held:
-            self.pending.append(self.held.pop(self.next_seq))
+            delivery = self.held.pop(self.next_seq)
+            self.pending.append(delivery)
+            self._took(delivery)
             self.next_seq += 1
         if not self.held and self.gap_timer is not None:
             self.gap_timer.cancel()
@@ -123,6 +134,50 @@ class RoomFeed:
             self.next_seq = min(self.held)
             self._release_held()
             self.schedule_flush()
+
+    def _took(self, delivery: Delivery) -> None:
+        self.recent.append((delivery.seq, delivery.text))
+        if self.snapshot is not None and not self.snapshot.follow(delivery.seq, delivery.text):
+            self.snapshot = None
+
+    # Welcomes.
+
+    async def welcome_parts(self, *, after: int | None, blocked: set[int]) -> welcome.WelcomeParts:
+        """The room's parts of a welcome for a viewer that joined this feed: from the
+        room's snapshot when it holds them, else read for this viewer alone."""
+        if not blocked:
+            snapshot = await self._current_snapshot()
+            parts = snapshot.parts(after) if snapshot is not None else None
+            if parts is not None:
+                return parts
+        return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
+
+    async def _current_snapshot(self) -> welcome.RoomSnapshot | None:
+        if self.snapshot is not None and self.snapshot.fresh:
+            return self.snapshot
+        # Viewers joining meanwhile wait for the same read.
+        if self._snapshot_read is None:
+            self._snapshot_read = asyncio.ensure_future(self._read_snapshot())
+        try:
+            return await asyncio.shield(self._snapshot_read)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("Could not read room %s for its welcome", self.room_id, exc_info=True)
+            return None
+
+    async def _read_snapshot(self) -> welcome.RoomSnapshot | None:
+        try:
+            snapshot = await reads(welcome.read_snapshot)(self.room_id)
+        finally:
+            self._snapshot_read = None
+        # Every viewer waiting joined this feed before the read ended, and gets what the
+        # feed took in from then on: the snapshot must hold all that came before.
+        for seq, text in self.recent:
+            if not snapshot.follow(seq, text):
+                return None
+        self.snapshot = snapshot
+        return snapshot
 
     # Delivery.
 
@@ -141,11 +196,13 @@ class RoomFeed:
     async def flush(self) -> None:
         self.flush_scheduled = False
         self.last_flush = time.monotonic()
-        started = time.perf_counter()
+        # The flush's own CPU time, not the wall clock: time spent waiting for the GIL
+        # or for a core the machine gave to others is not what writing the frames cost.
+        started = time.thread_time()
         try:
             await self._flush()
         finally:
-            self.window = batch_window(time.perf_counter() - started)
+            self.window = batch_window(time.thread_time() - started)
 
     async def _flush(self) -> None:
         deliveries, self.pending = self.pending, []
@@ -209,15 +266,16 @@ class RoomFeed:
 
 
 def batch_window(flush_seconds: float) -> float:
-    """A room's batch window after a flush that took `flush_seconds` to write: wide
-    enough that its flushes take at most CHAT_BATCH_FANOUT_PERCENT of the time, within
-    [CHAT_BATCH_WINDOW_MS, CHAT_BATCH_WINDOW_MAX_MS]. A room of a few viewers keeps the
-    shortest window; a room of thousands batches more events per write instead of
-    spending the whole process on writes (each write costs about the same whatever its
-    size). A quiet room is not slowed by it: an event that finds no flush within the
-    window goes out at once."""
+    """How long after the start of a flush that took `flush_seconds` the room's next
+    flush may start: long enough that writing frames takes at most
+    CHAT_BATCH_FANOUT_PERCENT of the time, and at most CHAT_BATCH_WINDOW_MAX_MS.
+    Natural batching: an event that finds the feed idle goes out at once, whatever
+    arrives while a flush is written (and in the pause that pays for it) goes out in
+    the next one, so frames carry more events as the room grows in rate and viewers
+    (each frame costs every viewer a socket write, whatever it carries) and none when
+    it is quiet."""
     wanted = flush_seconds * 100 / settings.CHAT_BATCH_FANOUT_PERCENT
-    return min(max(wanted, settings.CHAT_BATCH_WINDOW_MS / 1000), settings.CHAT_BATCH_WINDOW_MAX_MS / 1000)
+    return min(wanted, settings.CHAT_BATCH_WINDOW_MAX_MS / 1000)
 
 
 def _seq_order(delivery: Delivery) -> int:
@@ -235,6 +293,8 @@ class Hub:
         self.publisher = realtime.start_publisher()
         lag.start_watch()
         self.feeds: dict[int, RoomFeed] = {}
+        # Rooms recently connected to, by slug (rooms.delivery.welcome.viewer_state).
+        self.rooms_by_slug: dict[str, tuple[float, Any]] = {}
         self.channel: str | None = None
         self.presence = PresenceTracker(self._viewers_by_room)
         self._receiver: asyncio.Task | None = None
@@ -295,6 +355,13 @@ class Hub:
                         await get_channel_layer().group_discard(realtime.room_group(room_id), self.channel)
                     except Exception:
                         logger.warning("Could not unsubscribe from room %s", room_id, exc_info=True)
+
+    async def welcome_parts(self, room_id: int, *, after: int | None, blocked: set[int]) -> welcome.WelcomeParts:
+        """The room's parts of the welcome of a viewer that joined it (see RoomFeed)."""
+        feed = self.feeds.get(room_id)
+        if feed is None:
+            return await reads(welcome.read_parts)(room_id, after=after, blocked=blocked)
+        return await feed.welcome_parts(after=after, blocked=blocked)
 
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)

@@ -14,7 +14,7 @@ from rooms.protocol.wire import iso
 User = dict[str, Any]
 
 FIELDS: dict[str, tuple[str, ...]] = {
-    "message": ("id", "author", "body", "reply_to", "mentions", "client_id"),
+    "message": ("id", "author", "body", "reply_to", "mentions", "client_id", "emotes"),
     "message_deleted": ("id", "by"),
     "tip": ("id", "from", "amount", "body", "pinned_until", "highlight", "client_id"),
     "notice": ("id", "scope", "level", "body", "by", "pinned_until"),
@@ -45,10 +45,20 @@ def message(
     reply_to: dict[str, Any] | None,
     mentions: list[User],
     client_id: str | None,
+    emotes: list[dict[str, str]],
 ) -> RoomEventData:
+    """`emotes`: the room's emotes the body uses, as {code, url}, in order of first use."""
     return RoomEventData(
         "message",
-        {"id": id, "author": author, "body": body, "reply_to": reply_to, "mentions": mentions, "client_id": client_id},
+        {
+            "id": id,
+            "author": author,
+            "body": body,
+            "reply_to": reply_to,
+            "mentions": mentions,
+            "client_id": client_id,
+            "emotes": emotes,
+        },
     )
 
 

@@ -43,28 +43,29 @@ def _with_client_id(frame: dict[str, Any], client_id: str | None) -> dict[str, A
 
 def welcome(
     *,
-    room: dict[str, Any],
+    room: str,
     you: dict[str, Any],
     roster: dict[str, Any],
-    history: list[dict[str, Any]],
+    history: list[str],
     last_seq: int,
     history_truncated: bool,
-    pinned: list[dict[str, Any]],
+    pinned: list[str],
     limits: dict[str, Any],
 ) -> str:
-    return encode(
-        {
-            "type": "welcome",
-            "room": room,
-            "you": you,
-            "roster": roster,
-            "history": history,
-            "last_seq": last_seq,
-            "history_truncated": history_truncated,
-            "pinned": pinned,
-            "limits": limits,
-        }
-    )
+    """`room`, and each event of `history` and `pinned`, are already encoded JSON: the
+    parts every viewer of a room shares are encoded once and reused, and stored events
+    are forwarded as the database holds them."""
+    return (
+        '{"type":"welcome","room":' + room
+        + ',"you":' + encode(you)
+        + ',"roster":' + encode(roster)
+        + ',"history":[' + ",".join(history)
+        + '],"last_seq":' + str(last_seq)
+        + ',"history_truncated":' + ("true" if history_truncated else "false")
+        + ',"pinned":[' + ",".join(pinned)
+        + '],"limits":' + encode(limits)
+        + "}"
+    )  # fmt: skip
 
 
 def presence(*, count: int, joined: list[User], left: list[User], team: list[User], changed: list[User]) -> str:

@@ -17,6 +17,7 @@ from rooms.models import Message, Room, RoomEvent
 from rooms.permissions import Standing, is_site_staff, standings
 from rooms.protocol import EXCERPT_CHARS, events
 from rooms.selectors import send_contexts, user_in_room, user_with_standing
+from rooms.services.emotes import resolve_emotes
 from rooms.services.events import build_event, publish_on_commit, take_seqs
 from rooms.text import visible
 
@@ -39,6 +40,7 @@ class PreparedMessage:
     client_id: str | None
     author_brief: dict[str, Any]
     mentions: list[dict[str, Any]]
+    emotes: list[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ def prepare_message(
         author_brief=user_with_standing(actor, where),
         # Resolved before the transaction: the room's seq lock is held only for writes.
         mentions=resolve_mentions(body, room),
+        emotes=resolve_emotes(body, room.pk),
     )
 
 
@@ -215,6 +218,7 @@ def _store_together(batch: list[PreparedMessage]) -> list[Message]:
                     reply_to=reply_excerpt(p.reply_to, room),
                     mentions=p.mentions,
                     client_id=p.client_id,
+                    emotes=p.emotes,
                 ),
                 actor_id=p.author.pk,
                 at=now,
@@ -256,6 +260,7 @@ def do_send_message(
         client_id=client_id,
         author_brief=user_in_room(actor, room),
         mentions=resolve_mentions(body, room),
+        emotes=resolve_emotes(body, room.pk),
     )
     return store_messages([prepared])[0]
 

@@ -330,7 +330,7 @@ def test_room_event_builders_carry_their_defined_fields():
 
     user = {"id": 1, "name": "ann", "role": "member"}
     built = [
-        events.message(id=1, author=user, body="hi", reply_to=None, mentions=[], client_id=None),
+        events.message(id=1, author=user, body="hi", reply_to=None, mentions=[], client_id=None, emotes=[]),
         events.message_deleted(id=1, by=user),
         events.tip(id=1, sender=user, amount=5, body="", pinned_until=None, highlight=False, client_id="t"),
         events.notice(id=1, scope="room", level="info", body="hello", by=None, pinned_until=datetime.now(UTC)),

@@ -119,7 +119,6 @@ def test_a_flush_of_skipped_lines_only_still_tells_the_viewer_what_it_missed(set
 @pytest.mark.django_db(transaction=True)
 async def test_a_viewer_of_a_room_too_fast_to_read_is_told_how_many_lines_it_missed(connect, room, host, settings):
     settings.CHAT_READABLE_MESSAGES_PER_SECOND = 2
-    settings.CHAT_BATCH_WINDOW_MS = 200
     viewer_user = await database_sync_to_async(make_user)("rita_reader")
     chatters = [await database_sync_to_async(make_user)(f"chatter{i}") for i in range(6)]
     reader = await connect(room, viewer_user)

@@ -56,6 +56,7 @@ def test_send_stores_the_message_and_publishes_a_message_event_with_the_next_seq
         "reply_to": None,
         "mentions": [],
         "client_id": "c-1",
+        "emotes": [],
     }
     assert stored.data == expected
     assert broadcasts == [expected]

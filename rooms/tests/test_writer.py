@@ -31,48 +31,19 @@ def send(body: str) -> SendRequest:
     return SendRequest(actor=None, body=body, client_id=body)
 
 
-async def test_sends_within_the_write_interval_share_one_write(monkeypatch, settings):
-    settings.CHAT_WRITE_INTERVAL_MS = 100
+async def test_a_send_to_an_idle_writer_is_written_at_once_alone(monkeypatch):
     writes = recording(monkeypatch)
     writer = RoomWriter(1)
 
     assert await writer.send(send("a")) == "stored a"
-    b = asyncio.ensure_future(writer.send(send("b")))
-    await asyncio.sleep(0.02)
-    c = asyncio.ensure_future(writer.send(send("c")))
-    answers = await asyncio.gather(b, c)
-
-    assert answers == ["stored b", "stored c"]
-    assert writes == [["a"], ["b", "c"]]
-
-
-async def test_a_send_after_a_quiet_interval_is_written_alone(monkeypatch, settings):
-    settings.CHAT_WRITE_INTERVAL_MS = 20
-    writes = recording(monkeypatch)
-    writer = RoomWriter(1)
-
-    await writer.send(send("a"))
-    await asyncio.sleep(0.05)
-    await writer.send(send("b"))
+    assert await writer.send(send("b")) == "stored b"
 
     assert writes == [["a"], ["b"]]
 
 
-async def test_a_refused_send_fails_alone_in_its_write(monkeypatch, settings):
-    settings.CHAT_WRITE_INTERVAL_MS = 100
-    writes = recording(monkeypatch)
-    writer = RoomWriter(1)
-    await writer.send(send("a"))
-
-    results = await asyncio.gather(writer.send(send("bad")), writer.send(send("c")), return_exceptions=True)
-
-    assert isinstance(results[0], BadRequest)
-    assert results[1] == "stored c"
-    assert writes == [["a"], ["bad", "c"]]
-
-
-def held_writes(monkeypatch):
-    """check_send_messages that holds each write until the test lets it go."""
+def held_writes(monkeypatch, refuse: str | None = None):
+    """check_send_messages that holds each write until the test lets it go, and refuses
+    a body of `refuse` the way a failed check does."""
     import threading
 
     writes: list[list[str]] = []
@@ -81,7 +52,7 @@ def held_writes(monkeypatch):
     def check_send_messages(room_id, requests):
         gate.wait(5)
         writes.append([r.body for r in requests])
-        return [f"stored {r.body}" for r in requests]
+        return [BadRequest("no") if r.body == refuse else f"stored {r.body}" for r in requests]
 
     monkeypatch.setattr(writer_module, "check_send_messages", check_send_messages)
     return writes, gate
@@ -93,9 +64,39 @@ async def settle():
         await asyncio.sleep(0)
 
 
+async def test_sends_arriving_while_a_write_is_in_flight_go_together_in_the_next(monkeypatch):
+    writes, gate = held_writes(monkeypatch)
+    writer = RoomWriter(1)
+
+    first = asyncio.ensure_future(writer.send(send("a")))  # being written
+    await settle()
+    queued = [asyncio.ensure_future(writer.send(send(body))) for body in ("b", "c", "d")]
+    await settle()
+    gate.set()
+
+    assert await asyncio.gather(first, *queued) == ["stored a", "stored b", "stored c", "stored d"]
+    assert writes == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_refused_send_fails_alone_in_its_write(monkeypatch):
+    writes, gate = held_writes(monkeypatch, refuse="bad")
+    writer = RoomWriter(1)
+    first = asyncio.ensure_future(writer.send(send("a")))
+    await settle()
+
+    queued = asyncio.gather(writer.send(send("bad")), writer.send(send("c")), return_exceptions=True)
+    await settle()
+    gate.set()
+    results = await queued
+
+    assert await first == "stored a"
+    assert isinstance(results[0], BadRequest)
+    assert results[1] == "stored c"
+    assert writes == [["a"], ["bad", "c"]]
+
+
 async def test_a_member_send_the_room_cannot_store_in_time_is_answered_busy_at_once(monkeypatch, settings):
     settings.CHAT_ADMISSION_MS = 250
-    settings.CHAT_WRITE_INTERVAL_MS = 0
     writes, gate = held_writes(monkeypatch)
     writer = RoomWriter(1)
     writer.send_seconds = 0.1  # each send costs 100 ms to store
@@ -117,7 +118,6 @@ async def test_a_member_send_the_room_cannot_store_in_time_is_answered_busy_at_o
 
 async def test_the_host_team_is_never_refused_and_is_written_before_waiting_members(monkeypatch, settings):
     settings.CHAT_ADMISSION_MS = 250
-    settings.CHAT_WRITE_INTERVAL_MS = 0
     writes, gate = held_writes(monkeypatch)
     writer = RoomWriter(1)
     writer.send_seconds = 0.1
@@ -137,8 +137,7 @@ async def test_the_host_team_is_never_refused_and_is_written_before_waiting_memb
     assert writes == [["a"], ["t1", "t2", "t3", "m1", "m2"]]
 
 
-async def test_the_cost_of_a_send_follows_the_writes(monkeypatch, settings):
-    settings.CHAT_WRITE_INTERVAL_MS = 0
+async def test_the_cost_of_a_send_follows_the_writes(monkeypatch):
     recording(monkeypatch)
     writer = RoomWriter(1)
     writer.send_seconds = 10.0  # a guess far off

@@ -5,6 +5,7 @@
  */
 import { gettext } from "./i18n.js";
 import { h } from "./render.js";
+import { emoteImage } from "./emotes.js";
 
 // Groups in the order people reach for them in a live chat.
 export const EMOJI = [
@@ -36,17 +37,42 @@ export function insertAtCaret(input, text) {
 }
 
 export class EmojiPicker {
-  constructor({ button, input, popover }) {
+  /** loadEmotes(): the room's emotes, [{code, url}], offered before the emoji. */
+  constructor({ button, input, popover, loadEmotes = null }) {
     this.button = button;
     this.input = input;
     this.popover = popover;
+    this.loadEmotes = loadEmotes;
+    this.emotes = [];
+    this.#refreshEmotes();
     button?.addEventListener("click", () => {
       this.popover.toggle(button, this.#grid(), { placement: "above", label: gettext("Emoji") });
+      // Emotes added meanwhile show the next time the picker opens.
+      this.#refreshEmotes();
     });
+  }
+
+  async #refreshEmotes() {
+    if (this.loadEmotes) this.emotes = await this.loadEmotes();
+  }
+
+  #emoteSection(cells) {
+    if (!this.emotes.length) return null;
+    const id = "emoji-group-room";
+    const buttons = this.emotes.map(({ code, url }) => {
+      const cell = h("button", { type: "button", class: "emoji-cell emote-cell", tabindex: "-1", "aria-label": code, title: code }, emoteImage(code, url));
+      cell.addEventListener("click", () => insertAtCaret(this.input, code));
+      cells.push(cell);
+      return cell;
+    });
+    return h("section", { class: "emoji-group", "aria-labelledby": id },
+      h("h3", { class: "emoji-group-title", id, text: gettext("This room's emotes") }),
+      h("div", { class: "emoji-grid", role: "group", "aria-labelledby": id }, ...buttons));
   }
 
   #grid() {
     const cells = [];
+    const roomSection = this.#emoteSection(cells);
     const sections = EMOJI.map(([group, list]) => {
       const id = `emoji-group-${group}`;
       const buttons = list.map((emoji) => {
@@ -61,7 +87,7 @@ export class EmojiPicker {
     });
     cells[0].tabIndex = 0;
     cells[0].setAttribute("autofocus", "");
-    const root = h("div", { class: "emoji-picker", id: "emoji-picker" }, ...sections);
+    const root = h("div", { class: "emoji-picker", id: "emoji-picker" }, roomSection, ...sections);
     root.addEventListener("keydown", (event) => {
       const at = cells.indexOf(document.activeElement);
       if (at < 0) return;

@@ -10,6 +10,7 @@ import { allowedOn, canDelete, isTeam } from "./roles.js";
 import { format, gettext, ngettext, pageLocale } from "./i18n.js";
 import { prefs } from "./prefs.js";
 import { tokenize } from "./richtext.js";
+import { emoteMap, emoteNodes } from "./emotes.js";
 
 export { isTeam };
 
@@ -223,12 +224,13 @@ export function refreshTimes(root) {
  * A message body: text, the names it mentions set off, and http(s) links as real links.
  * Built from text nodes and elements only: a body is never parsed as markup.
  */
-export function bodyNodes(body, mentions = []) {
+export function bodyNodes(body, mentions = [], emotes = []) {
   const names = (mentions || []).map((u) => String(u?.name || "")).filter(Boolean);
-  return tokenize(body, names).map((piece) => {
+  const images = emoteMap(emotes);
+  return tokenize(body, names).flatMap((piece) => {
     if (piece.href) return h("a", { class: "msg-link", href: piece.href, rel: "noopener nofollow ugc", target: "_blank", tabindex: "-1", text: piece.text });
     if (piece.mention) return h("span", { class: "mention-token", text: piece.text });
-    return piece.text;
+    return emoteNodes(piece.text, images);
   });
 }
 
@@ -287,7 +289,7 @@ export function renderMessage(event, ctx = {}) {
       " ",
       h("span", { class: "msg-who" }, ...userLabel(author, { card: ctx.signedIn })),
       h("span", { class: "msg-sep", "aria-hidden": "true", text: gettext(": ") }),
-      h("span", { class: "msg-body" }, ...bodyNodes(event.body ?? "", event.mentions)),
+      h("span", { class: "msg-body" }, ...bodyNodes(event.body ?? "", event.mentions, event.emotes)),
     ),
   );
   if (event.deleted) markDeleted(li);

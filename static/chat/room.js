@@ -18,6 +18,8 @@ import { Leaderboard, TipForm } from "./tips.js";
 import { MentionAutocomplete, UnreadMentions } from "./mentions.js";
 import { canModerate, isTeam } from "./roles.js";
 import { EmojiPicker } from "./emoji.js";
+import { fetchRoomEmotes } from "./emotes.js";
+import { StreamerLinks } from "./streamer.js";
 import { ChatSettings } from "./settings.js";
 import { RovingFocus } from "./roving.js";
 import { format, gettext } from "./i18n.js";
@@ -36,6 +38,7 @@ const config = {
   blocksApi: root.dataset.blocksApi,
   standingApi: root.dataset.standingApi,
   peopleApi: root.dataset.peopleApi,
+  emotesApi: root.dataset.emotesApi,
   signedIn: root.dataset.signedIn === "true",
   joinLinesMax: Number(root.dataset.joinLinesMaxViewers) || 50,
 };
@@ -195,7 +198,17 @@ const teamTools = new TeamTools(app, {
   announceSend: byId("announce-send"),
 });
 const tipForm = composer && els.tipOpen ? new TipForm(app, els.tipOpen) : null;
-if (composer) new EmojiPicker({ button: byId("emoji-open"), input: els.input, popover });
+if (composer) {
+  new EmojiPicker({ button: byId("emoji-open"), input: els.input, popover, loadEmotes: () => fetchRoomEmotes(config.emotesApi) });
+}
+const streamerLinks = new StreamerLinks(app, {
+  tool: byId("tool-overlay"),
+  url: byId("overlay-url"),
+  copy: byId("overlay-copy"),
+  open: byId("overlay-open"),
+  mode: byId("overlay-mode"),
+  tipsOnly: byId("overlay-tips-only"),
+});
 new ChatSettings({ button: byId("settings-open"), popover, onChange: () => view.refreshTimes(els.list) });
 const roving = new RovingFocus(els.list);
 // A menu whose opener is gone (the line was removed by a block) gives focus back here.
@@ -544,6 +557,7 @@ function onStatus(status) {
 function applyMe() {
   const team = amTeam();
   teamTools.setMe(state.me, { team });
+  streamerLinks.setMe(state.me);
   side.setAvailable("log", team);
   els.blockedDetails.hidden = !canChat();
   if (els.tipOpen) els.tipOpen.hidden = !canChat() || state.me?.role === "host";

@@ -175,7 +175,9 @@ class ChatClient:
 
     async def receive(self, *, timeout: float = RECEIVE_TIMEOUT, waiting_for: str = "an event") -> Event:
         """The next event from the server, whatever its type."""
-        if not self._pending:
+        # A frame may carry no event (a batch whose lines the readable feed all left
+        # out tells only `skipped`): read on until one does.
+        while not self._pending:
             if self.close_code is not None:
                 raise ConnectionClosed(self.close_code, waiting_for)
             message = await self._next_message(timeout)
@@ -389,5 +391,5 @@ async def stop_room_hub() -> None:
         return
     # Flushes and presence deltas are scheduled as timers holding a coroutine; let the
     # last ones run rather than leave coroutines that were never awaited.
-    await asyncio.sleep(max(settings.CHAT_BATCH_WINDOW_MS, settings.CHAT_PRESENCE_COALESCE_MS) / 1000 + 0.05)
+    await asyncio.sleep(settings.CHAT_PRESENCE_COALESCE_MS / 1000 + 0.05)
     await hubs.stop_hub()

@@ -23,6 +23,7 @@ from rooms.protocol import (
     events,
     frames,
 )
+from rooms.services.emotes import CODE_RE
 
 ROLES = frozenset({"host", "moderator", "member", "guest"})
 TEAM_ROLES = frozenset({"host", "moderator"})
@@ -219,6 +220,15 @@ def _message(obj: Event, w: str) -> None:
         if reply_to.get("deleted"):
             _check(reply_to["excerpt"] == "", f"{rw}.excerpt", "a deleted message is never quoted")
     _users(_field(obj, "mentions", w), f"{w}.mentions")
+    emotes = _field(obj, "emotes", w)
+    _check(isinstance(emotes, list), f"{w}.emotes", f"must be a list, got {_show(emotes)}")
+    for i, emote in enumerate(emotes):
+        ew = f"{w}.emotes[{i}]"
+        _check(isinstance(emote, dict), ew, f"must be an object, got {_show(emote)}")
+        code = _field(emote, "code", ew)
+        _check(isinstance(code, str) and CODE_RE.fullmatch(code) is not None, f"{ew}.code", "must be :code:")
+        _str(_field(emote, "url", ew), f"{ew}.url", non_empty=True)
+        _check(emote["code"] in body, f"{ew}.code", "must be used in the body")
     client_id = _field(obj, "client_id", w)
     if client_id is not None:
         _client_id(client_id, f"{w}.client_id")
