@@ -106,6 +106,9 @@ async def test_sigterm_drains_every_viewer_to_the_other_process_without_loss_or_
         # The members send faster than the member rate limits allow.
         "CHAT_SEND_BURST_COUNT": "1000",
         "CHAT_SEND_SUSTAINED_COUNT": "1000",
+        # Every line live, so that "received" means received: past 20 lines a second the
+        # readable feed would leave member lines out (for the client to page from the log).
+        "CHAT_READABLE_MESSAGES_PER_SECOND": "0",
     }
     a, b = daphne_servers(2, env=env)
     cast = await make_cast("drain")
@@ -158,7 +161,11 @@ async def test_sigterm_drains_every_viewer_to_the_other_process_without_loss_or_
         counts = Counter(roamer.seqs())
         missing = sorted(seq for seq in acked.values() if counts[seq] == 0)
         doubled = sorted(seq for seq in acked.values() if counts[seq] > 1)
-        assert not missing and not doubled, f"{roamer.label}: missing {missing}, doubled {doubled}"
+        assert not missing and not doubled, (
+            f"{roamer.label}: missing {missing}, doubled {doubled}; resumed after {roamer.resumed_after}; "
+            f"seqs per connection {[c.seqs for c in roamer.connections]}; "
+            f"welcomes {[(c.welcome['last_seq'], len(c.welcome.get('history', []))) for c in roamer.connections]}"
+        )
     for roamer in on_a:
         assert len(roamer.connections) == 2 and roamer.resumed_after is not None
     stored = await sync_to_async(lambda: Counter(Message.objects.values_list("client_id", flat=True)))()
