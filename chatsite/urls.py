@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.i18n import JavaScriptCatalog
 
 from moderation import views as moderation_views
 from moderation.admin import UsernameAutocompleteView
@@ -34,5 +33,5 @@ urlpatterns = [
     path("api/rooms/<slug:slug>/me", views.my_standing, name="my_standing"),
     path("api/rooms/<slug:slug>/people/<int:user_id>", views.room_person, name="room_person"),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("jsi18n/", views.javascript_catalog, name="javascript-catalog"),
 ]

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from django.conf import settings
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms.errors import ChatError, RateLimited
 
@@ -57,9 +59,11 @@ def check_send_allowed(
     and a slow mode turned on after the user's last message.
     """
     if banned_until is not None:
-        return ChatError("You are banned from this room.", code="banned")
+        return ChatError(_("You are banned from this room."), code="banned")
     if muted_until is not None:
-        return ChatError("You are muted in this room.", code="muted", retry_after=(muted_until - now).total_seconds())
+        return ChatError(
+            _("You are muted in this room."), code="muted", retry_after=(muted_until - now).total_seconds()
+        )
     if exempt:
         return None
     if slow_mode_seconds and last_sent_at is not None:
@@ -99,13 +103,16 @@ def claim_send(*, room_id: int, user_id: int, slow_mode_seconds: int, now: float
     if reason == 0:
         return _slow_mode_error(slow_mode_seconds, wait_ms / 1000)
     count, window = limits[reason - 1]
-    return RateLimited(f"You are sending too fast: at most {count} messages in {window} s.", retry_after=wait_ms / 1000)
+    return RateLimited(
+        format_lazy(_("You are sending too fast: at most {count} messages in {window} s."), count=count, window=window),
+        retry_after=wait_ms / 1000,
+    )
 
 
 def _slow_mode_error(slow_mode_seconds: int, wait: float) -> ChatError:
     # Never more than the interval: the database's clock and Redis's may differ by a hair.
     return ChatError(
-        f"Slow mode: one message every {slow_mode_seconds} s.",
+        format_lazy(_("Slow mode: one message every {n} s."), n=slow_mode_seconds),
         code="slow_mode",
         retry_after=min(wait, slow_mode_seconds),
     )

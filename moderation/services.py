@@ -15,6 +15,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from moderation.models import AuditEntry, Ban, Block, Mute
 from moderation.selectors import blocked_user_ids
@@ -83,7 +86,7 @@ def _user(user_id: int):
 def _reason(reason: str) -> str:
     reason = (reason or "").strip()
     if len(reason) > 200:
-        raise BadRequest("A reason is at most 200 characters.")
+        raise BadRequest(_("A reason is at most 200 characters."))
     return reason
 
 
@@ -100,7 +103,7 @@ def check_mute(actor, *, room_id: int, user: int | str, seconds: int, reason: st
 @transaction.atomic
 def do_mute(actor, *, room_id: int, target_id: int, seconds: int, reason: str = "") -> RoomEvent:
     if type(seconds) is not int or not 1 <= seconds <= MAX_MUTE_SECONDS:
-        raise BadRequest(f"A mute lasts 1 to {MAX_MUTE_SECONDS} seconds.")
+        raise BadRequest(format_lazy(_("A mute lasts 1 to {n} seconds."), n=MAX_MUTE_SECONDS))
     room, target = room_by_id(room_id), _user(target_id)
     now = timezone.now()
     until = now + timedelta(seconds=seconds)
@@ -119,7 +122,7 @@ def check_unmute(actor, *, room_id: int, user: int | str) -> RoomEvent:
 
 
 def do_unmute(actor, *, room_id: int, target_id: int) -> RoomEvent:
-    return _lift(actor, Mute, action="unmute", state="muted", room_id=room_id, target_id=target_id)
+    return _lift(actor, Mute, action="unmute", absent=_("{name} is not muted."), room_id=room_id, target_id=target_id)
 
 
 # Kick and ban.
@@ -150,7 +153,7 @@ def check_ban(actor, *, room_id: int, user: int | str, seconds: int | None = Non
 @transaction.atomic
 def do_ban(actor, *, room_id: int, target_id: int, seconds: int | None = None, reason: str = "") -> RoomEvent:
     if seconds is not None and (type(seconds) is not int or not 1 <= seconds <= MAX_BAN_SECONDS):
-        raise BadRequest("A timed ban lasts 1 second to 10 years; leave `seconds` out for a permanent ban.")
+        raise BadRequest(_("A timed ban lasts 1 second to 10 years; leave `seconds` out for a permanent ban."))
     room, target = room_by_id(room_id), _user(target_id)
     now = timezone.now()
     until = now + timedelta(seconds=seconds) if seconds is not None else None
@@ -176,15 +179,15 @@ def check_unban(actor, *, room_id: int, user: int | str) -> RoomEvent:
 
 
 def do_unban(actor, *, room_id: int, target_id: int) -> RoomEvent:
-    return _lift(actor, Ban, action="unban", state="banned", room_id=room_id, target_id=target_id)
+    return _lift(actor, Ban, action="unban", absent=_("{name} is not banned."), room_id=room_id, target_id=target_id)
 
 
 @transaction.atomic
-def _lift(actor, model, *, action: str, state: str, room_id: int, target_id: int) -> RoomEvent:
-    """End a mute or ban early."""
+def _lift(actor, model, *, action: str, absent: Promise, room_id: int, target_id: int) -> RoomEvent:
+    """End a mute or ban early. `absent`: the refusal when there is none, with `{name}`."""
     room, target = room_by_id(room_id), _user(target_id)
     if not _end_active(model, room, target, by=actor, now=timezone.now()):
-        raise NotFound(f"{target.get_username()} is not {state}.")
+        raise NotFound(format_lazy(absent, name=target.get_username()))
     return _moderation_event(room, action=action, by=actor, target=target)
 
 
@@ -195,9 +198,9 @@ def check_delete_message(actor, *, room_id: int, message_id: int) -> RoomEvent:
     room = room_by_id(room_id)
     message = Message.objects.filter(pk=message_id, room=room).select_related("author").first()
     if message is None or message.is_deleted:
-        raise NotFound("No such message in this room.")
+        raise NotFound(_("No such message in this room."))
     if not actor.is_authenticated:
-        raise Unauthenticated("Sign in first.")
+        raise Unauthenticated(_("Sign in first."))
     if message.author_id != actor.pk:
         authorize(actor, room, min_rank=MODERATOR, target=message.author)
     return do_delete_message(actor, message_id=message.pk)
@@ -209,7 +212,7 @@ def do_delete_message(actor, *, message_id: int) -> RoomEvent:
     place, and a `message_deleted` event tells live viewers."""
     message = Message.objects.select_for_update().select_related("room", "author").get(pk=message_id)
     if message.is_deleted:
-        raise NotFound("That message is already deleted.")
+        raise NotFound(_("That message is already deleted."))
     now = timezone.now()
     # The row keeps its body for staff in the admin; everything viewers can read is redacted.
     message.deleted_at, message.deleted_by = now, actor
@@ -259,7 +262,7 @@ def check_set_slow_mode(actor, *, room_id: int, seconds: int) -> RoomEvent:
 @transaction.atomic
 def do_set_slow_mode(actor, *, room_id: int, seconds: int) -> RoomEvent:
     if type(seconds) is not int or not 0 <= seconds <= MAX_SLOW_MODE_SECONDS:
-        raise BadRequest(f"Slow mode is 0 (off) to {MAX_SLOW_MODE_SECONDS} seconds.")
+        raise BadRequest(format_lazy(_("Slow mode is 0 (off) to {n} seconds."), n=MAX_SLOW_MODE_SECONDS))
     room = Room.objects.select_for_update().filter(pk=room_id).first()
     if room is None:
         raise NoSuchRoom()
@@ -278,10 +281,10 @@ def do_set_slow_mode(actor, *, room_id: int, seconds: int) -> RoomEvent:
 
 def check_block(actor, *, user: int | str) -> set[int]:
     if not actor.is_authenticated:
-        raise Unauthenticated("Sign in to block people.")
+        raise Unauthenticated(_("Sign in to block people."))
     target = find_user(user)
     if target.pk == actor.pk:
-        raise BadRequest("You cannot block yourself.")
+        raise BadRequest(_("You cannot block yourself."))
     return do_block(actor, target_id=target.pk)
 
 
@@ -294,7 +297,7 @@ def do_block(actor, *, target_id: int) -> set[int]:
 
 def check_unblock(actor, *, user: int | str) -> set[int]:
     if not actor.is_authenticated:
-        raise Unauthenticated("Sign in first.")
+        raise Unauthenticated(_("Sign in first."))
     target = find_user(user)
     return do_unblock(actor, target_id=target.pk)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from moderation.selectors import audit_log, blocked_people
@@ -17,7 +18,7 @@ from rooms.views import json_api, signed_in
 def room_moderation_log(request: HttpRequest, slug: str) -> JsonResponse:
     """The room's audit log, for its host team and staff."""
     room = selectors.get_room(slug)
-    authorize(request.user, room, min_rank=MODERATOR, denied="Only the host team sees the moderation log.")
+    authorize(request.user, room, min_rank=MODERATOR, denied=_("Only the host team sees the moderation log."))
     return JsonResponse({"entries": [_audit_entry(e) for e in audit_log(room_ids=[room.pk], limit=100)]})
 
 

@@ -9,6 +9,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from rooms import metrics, selectors, services
 from rooms.dbpaths import reads, writes
@@ -43,7 +44,7 @@ async def send(conn, command: Command) -> asyncio.Task:
     priority = is_team(conn.me["role"]) or bool(conn.me.get("staff"))
     if not priority and conn.sends_in_flight >= SENDS_IN_FLIGHT_MAX:
         metrics.SHED_SENDS_IN_FLIGHT.inc()
-        raise Busy("You have messages still being sent; wait for them first.", retry_after=1.0)
+        raise Busy(_("You have messages still being sent; wait for them first."), retry_after=1.0)
     conn.sends_in_flight += 1
     return conn.spawn(_store(conn, request, priority=priority, client_id=command.client_id))
 
@@ -61,7 +62,7 @@ async def _store(conn, request: services.SendRequest, *, priority: bool, client_
     except Exception:
         logger.exception("Storing a message failed")
         metrics.command("send", "server_error")
-        reply = frames.error("server_error", "Something went wrong; try again.", client_id=client_id)
+        reply = frames.error("server_error", _("Something went wrong; try again."), client_id=client_id)
     finally:
         conn.sends_in_flight -= 1
     return reply
@@ -73,7 +74,7 @@ async def sync(conn, command: Command) -> str | None:
     wait = conn.sync_budget.take()
     if wait is not None:
         metrics.SHED_SYNC.inc()
-        raise RateLimited("Too many syncs; wait a moment before the next one.", retry_after=wait)
+        raise RateLimited(_("Too many syncs; wait a moment before the next one."), retry_after=wait)
     page = settings.CHAT_HISTORY_RESUME_MAX if conn.user_id is not None else settings.CHAT_SYNC_PAGE_GUEST
     # Hold live events while replaying so that each event reaches the client once:
     # what the replay covers is dropped from the outbox when it is released.

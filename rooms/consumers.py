@@ -16,11 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from functools import cached_property
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.http import HttpRequest
+from django.utils import translation
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms import commands, extensions, metrics
 from rooms.budget import CommandBudget
@@ -49,9 +54,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        # Replies speak the viewer's language. Activation is per asyncio task (a context
+        # variable), so it holds for this frame's work and for the tasks it starts (a
+        # send being stored), and never leaks into another connection's.
+        with translation.override(self.language):
+            await handler(message)
         if message["type"] == "websocket.receive":
             self.transport.frame_handled()
+
+    @cached_property
+    def language(self) -> str:
+        return language_of(self.scope)
 
     # Connecting.
 
@@ -106,11 +119,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.room_id = state.room.pk
         await self.hub.join(self.room_id, self)
-        parts = await self.hub.welcome_parts(self.room_id, after=after, blocked=state.blocked)
+        parts = await self.hub.welcome_parts(self.room_id, after=after, blocked=state.blocked, head=state.head)
         history = parts.history
-        roster = await welcome.roster_or_local(
-            self.room_id, offset=0, limit=50, local_viewers=self.hub.local_viewers(self.room_id)
-        )
+        roster = await self.hub.welcome_roster(self.room_id)
         await self.send(text_data=welcome.welcome_frame(state, parts, roster=roster))
         if after_refused is not None:
             await self.send(text_data=frames.error(after_refused.code, after_refused.detail))
@@ -274,7 +285,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             client_id = command.client_id if command is not None else refused.client_id
             metrics.SHED_RATE_LIMITED.inc()
             metrics.command(_kind(command), "rate_limited")
-            reply = frames.error("rate_limited", "Too many commands; slow down.", client_id=client_id, retry_after=wait)
+            reply = frames.error(
+                "rate_limited", _("Too many commands; slow down."), client_id=client_id, retry_after=wait
+            )
         elif command is None:
             metrics.command("invalid", refused.code)
             reply = frames.error(refused.code, refused.detail, client_id=refused.client_id)
@@ -306,7 +319,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         kind = _kind(command)
         try:
             if self.leaving:
-                raise Busy("This server is restarting; send it again once reconnected.", retry_after=1.0)
+                raise Busy(_("This server is restarting; send it again once reconnected."), retry_after=1.0)
             own = commands.COMMANDS.get(command.type)
             if own is not None:
                 reply = await own(self, command)
@@ -317,7 +330,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if other is None:
                 metrics.command(kind, "unknown_type")
                 return frames.error(
-                    "unknown_type", f"This server does not serve {command.type!r}.", client_id=command.client_id
+                    "unknown_type",
+                    format_lazy(_("This server does not serve {type!r}."), type=command.type),
+                    client_id=command.client_id,
                 )
             result = await writes(other.run)(self.user, room_id=self.room_id, **command.args)
             if other.apply is not None:
@@ -330,7 +345,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("Command %s failed", command.type)
             metrics.command(kind, "server_error")
-            return frames.error("server_error", "Something went wrong; try again.", client_id=command.client_id)
+            return frames.error("server_error", _("Something went wrong; try again."), client_id=command.client_id)
+
+
+def language_of(scope: dict[str, Any]) -> str:
+    """The language of a connection's replies, chosen from its handshake the way
+    LocaleMiddleware chooses a page's: the language switch's cookie, else
+    Accept-Language, else LANGUAGE_CODE."""
+    request = HttpRequest()
+    request.COOKIES = scope.get("cookies", {})
+    for name, value in scope.get("headers", ()):
+        if name == b"accept-language":
+            request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
+    return translation.get_language_from_request(request)
 
 
 def _kind(command: Command | None) -> str:

@@ -1,4 +1,12 @@
-"""Domain errors raised by services; each adapter maps them to its transport once."""
+"""Domain errors raised by services; each adapter maps them to its transport once.
+
+A `detail` is a lazy translation (gettext_lazy, format_lazy): it becomes text in the
+language active where the adapter builds its reply (the socket's, the request's), not
+where it was raised, which may be another connection's task or a database thread.
+"""
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 
 class ChatError(Exception):
@@ -6,7 +14,7 @@ class ChatError(Exception):
 
     code = "bad_request"
 
-    def __init__(self, detail: str, *, code: str | None = None, retry_after: float | None = None):
+    def __init__(self, detail: str | Promise, *, code: str | None = None, retry_after: float | None = None):
         super().__init__(detail)
         self.detail = detail
         if code is not None:
@@ -38,7 +46,7 @@ class NoSuchRoom(NotFound):
     """The one way to say a room does not exist, whoever asks."""
 
     def __init__(self) -> None:
-        super().__init__("No such room.")
+        super().__init__(_("No such room."))
 
 
 class Busy(ChatError):

@@ -172,7 +172,8 @@ class OriginCheckMiddleware:
 
 
 class SessionUserMiddleware:
-    """`scope["session"]` and `scope["user"]` of a WebSocket handshake, read together in
+    """`scope["session"]` and `scope["user"]` of a WebSocket handshake (and its
+    `cookies`, as Channels' CookieMiddleware gives them), read together in
     one hop to a database read thread, and with no hop at all without a session cookie.
 
     Channels' SessionMiddleware and AuthMiddleware take a hop each (the first only to
@@ -189,12 +190,13 @@ class SessionUserMiddleware:
         from django.contrib.auth.models import AnonymousUser
 
         cookie = _single_header(scope, b"cookie")
-        key = parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME) if cookie else None
+        cookies = parse_cookie(cookie) if cookie else {}
+        key = cookies.get(settings.SESSION_COOKIE_NAME)
         if key:
             session, user = await reads(_session_and_user)(key)
         else:
             session, user = _session_store()(None), AnonymousUser()
-        await self.app(dict(scope, session=session, user=user), receive, send)
+        await self.app(dict(scope, cookies=cookies, session=session, user=user), receive, send)
 
 
 @functools.cache

@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+
 from rooms.errors import BadRequest
 
 MODES = ("list", "danmaku")
@@ -44,7 +47,8 @@ def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> st
     if not raw:
         return allowed[0]
     if raw not in allowed:
-        raise BadRequest(f"`{name}` is {' or '.join(allowed)}, not {raw!r}.")
+        choices = format_lazy(_("{} or {}"), ", ".join(allowed[:-1]), allowed[-1])
+        raise BadRequest(format_lazy(_("`{name}` is {choices}, not {raw!r}."), name=name, choices=choices, raw=raw))
     return raw
 
 
@@ -53,5 +57,13 @@ def _whole(query: Mapping[str, str], name: str, default: int, low: int, high: in
     if not raw:
         return default
     if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"`{name}` is a whole number from {low} to {high}, not {query.get(name)!r}.")
+        raise BadRequest(
+            format_lazy(
+                _("`{name}` is a whole number from {low} to {high}, not {raw!r}."),
+                name=name,
+                low=low,
+                high=high,
+                raw=query.get(name),
+            )
+        )
     return int(raw)

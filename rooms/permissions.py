@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from rooms.errors import Forbidden, Unauthenticated
 from rooms.models import Membership, Room
@@ -87,17 +89,22 @@ def standings(users: Iterable, room: Room) -> dict[int, Standing]:
     return {u.pk: Standing(role=roles.get(u.pk, "member"), is_staff=u.pk in staff) for u in users}
 
 
-def authorize(actor, room: Room, *, min_rank: int, target=None, denied: str | None = None) -> None:
+def authorize(actor, room: Room, *, min_rank: int, target=None, denied: str | Promise | None = None) -> None:
     """Raise unless `actor` is signed in, holds `min_rank` in `room` and outranks
     `target`. `denied`: what to tell an actor below `min_rank`, if not the usual."""
     if not actor.is_authenticated:
-        raise Unauthenticated("Sign in first.")
+        raise Unauthenticated(_("Sign in first."))
     rank = actor_rank(actor, room)
     if rank < min_rank:
-        who = "hosts and staff" if min_rank >= HOST else "moderators, hosts and staff"
-        raise Forbidden(denied or f"Only {who} can do that.")
+        if denied is None:
+            denied = (
+                _("Only hosts and staff can do that.")
+                if min_rank >= HOST
+                else _("Only moderators, hosts and staff can do that.")
+            )
+        raise Forbidden(denied)
     if target is not None:
         if target.pk == actor.pk:
-            raise Forbidden("You cannot do that to yourself.")
+            raise Forbidden(_("You cannot do that to yourself."))
         if actor_rank(target, room) >= rank:
-            raise Forbidden("You cannot moderate someone of equal or higher rank.")
+            raise Forbidden(_("You cannot moderate someone of equal or higher rank."))

@@ -13,6 +13,8 @@ from django.db import connection
 from django.db.models import Count, QuerySet, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms import extensions
 from rooms.errors import NoSuchRoom, NotFound
@@ -82,7 +84,7 @@ def find_user(ref: int | str):
     lookup = {"pk": ref} if isinstance(ref, int) else {User.USERNAME_FIELD: ref}
     user = User.objects.filter(is_active=True, **lookup).first()
     if user is None:
-        raise NotFound(f"No user {ref!r}.")
+        raise NotFound(format_lazy(_("No user {ref!r}."), ref=ref))
     return user
 
 
@@ -218,7 +220,23 @@ def room_list() -> list[Room]:
 
 
 def room_head(room_id: int) -> int:
-    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
+    """The room's last seq. Asked on every ping and every connect, so in plain SQL: the
+    ORM's own work would be most of its cost. NoSuchRoom if the room is gone."""
+    with connection.cursor() as cursor:
+        cursor.execute(_room_head_sql(connection.vendor), [room_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise NoSuchRoom()
+    return row[0]
+
+
+@functools.cache
+def _room_head_sql(vendor: str) -> str:
+    qn = connection.ops.quote_name
+    return (
+        f"SELECT {qn(Room._meta.get_field('last_seq').column)} FROM {qn(Room._meta.db_table)}"
+        f" WHERE {qn(Room._meta.pk.column)} = %s"
+    )
 
 
 def pinned_events(room_id: int, *, blocked: set[int]) -> list[dict[str, Any]]:
@@ -336,7 +354,7 @@ def person_card(room: Room, user_id: int, *, for_team: bool) -> dict[str, Any]:
     team (`for_team`) also their ban and mute. NotFound for no such active person."""
     person = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     if person is None:
-        raise NotFound("No such person.")
+        raise NotFound(_("No such person."))
     recent = Message.objects.filter(room=room, author=person, deleted_at__isnull=True).order_by("-seq")[
         :PERSON_RECENT_MESSAGES
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -12,8 +13,14 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.cache import patch_cache_control
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import condition, require_GET
+from django.views.i18n import JavaScriptCatalog
 
 from rooms import selectors
 from rooms.errors import ChatError, Unauthenticated
@@ -26,9 +33,10 @@ EVENTS_API_DEFAULT_LIMIT = 100
 EVENTS_API_MAX_LIMIT = 1000
 
 
-def json_error(code: str, detail: str, status: int) -> JsonResponse:
-    """An HTTP error in the protocol's shape: {"error": {"code", "detail"}}."""
-    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+def json_error(code: str, detail: str | Promise, status: int) -> JsonResponse:
+    """An HTTP error in the protocol's shape: {"error": {"code", "detail"}}, the detail in
+    the request's language (LocaleMiddleware)."""
+    return JsonResponse({"error": {"code": code, "detail": str(detail)}}, status=status)
 
 
 # The HTTP status of each domain error, for the JSON endpoints.
@@ -51,7 +59,7 @@ def json_api(view):
 
 def signed_in(request: HttpRequest) -> None:
     if not request.user.is_authenticated:
-        raise Unauthenticated("Sign in first.")
+        raise Unauthenticated(_("Sign in first."))
 
 
 def room_list(request: HttpRequest) -> HttpResponse:
@@ -143,6 +151,35 @@ def emote_image(request: HttpRequest, emote_id: int, name: str) -> HttpResponse:
     return response
 
 
+# The JavaScript catalog of each language, as (ETag, body): built on first use, since
+# catalogs change only with a deploy, which restarts the process.
+_catalogs: dict[str, tuple[str, bytes]] = {}
+
+
+def _catalog(request: HttpRequest) -> tuple[str, bytes]:
+    language = translation.get_language()
+    if language not in _catalogs:
+        body = JavaScriptCatalog.as_view()(request).content
+        _catalogs[language] = (hashlib.sha256(body).hexdigest()[:32], body)
+    return _catalogs[language]
+
+
+@require_GET
+@condition(etag_func=lambda request: _catalog(request)[0])
+def javascript_catalog(request: HttpRequest) -> HttpResponse:
+    """Django's JavaScript catalog (window.django.gettext for the page's modules), in the
+    request's language, built once per process and answered 304 while the browser has it.
+
+    The language comes from the language switch's cookie or from Accept-Language, and
+    no Vary header can name that cookie alone: so the browser asks on every page
+    (no-cache) and the ETag, which differs per language and per catalog, says whether
+    its copy still holds."""
+    _etag, body = _catalog(request)
+    response = HttpResponse(body, content_type='text/javascript; charset="utf-8"')
+    patch_cache_control(response, no_cache=True)
+    return response
+
+
 def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = UserCreationForm(request.POST)
@@ -198,9 +235,13 @@ def _int_param(request: HttpRequest, name: str, *, default: int, low: int, high:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"`{name}` must be an integer from {low} to {high}.") from None
+        raise ValueError(
+            format_lazy(_("`{name}` must be an integer from {low} to {high}."), name=name, low=low, high=high)
+        ) from None
     if not low <= value <= high:
-        raise ValueError(f"`{name}` must be an integer from {low} to {high}.")
+        raise ValueError(
+            format_lazy(_("`{name}` must be an integer from {low} to {high}."), name=name, low=low, high=high)
+        )
     return value
 
 

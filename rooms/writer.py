@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from rooms import metrics
 from rooms.dbpaths import writes
@@ -80,7 +81,7 @@ class RoomWriter:
             if wait > 0:
                 metrics.SHED_ADMISSION.inc()
                 raise Busy(
-                    "The room is too busy to take your message right now; it was not sent.",
+                    _("The room is too busy to take your message right now; it was not sent."),
                     # Spread the retries, so that the refused do not all come back at once.
                     retry_after=wait + 0.5 + random.random(),
                 )

@@ -33,6 +33,8 @@ from rooms.protocol import batch_text
 
 logger = logging.getLogger(__name__)
 
+# How many people a welcome's roster lists (the client asks for more with `roster`).
+ROSTER_PAGE = 50
 # How long a room feed waits for a missing seq (published out of order by two server
 # processes) before it delivers what it has; the client then fills the gap from the log.
 GAP_WAIT_SECONDS = 0.3
@@ -93,6 +95,10 @@ class RoomFeed:
         self._snapshot_read: asyncio.Future | None = None
         # The latest events taken in, to bring a snapshot read meanwhile up to date.
         self.recent: deque[tuple[int, str]] = deque(maxlen=64)
+        # The roster's first page as welcomes show it, read once per presence delta:
+        # every delta since it was read reaches the viewers joining now.
+        self.roster: dict[str, Any] | None = None
+        self._roster_read: asyncio.Future | None = None
 
     # Incoming events.
 
@@ -115,6 +121,8 @@ class RoomFeed:
         self.schedule_flush()
 
     def push_connection_event(self, text: str) -> None:
+        # A presence delta: viewers joining from now on get the roster read again.
+        self.roster = None
         self.pending.append(Delivery(None, None, text))
         self.schedule_flush()
 
@@ -142,15 +150,37 @@ class RoomFeed:
 
     # Welcomes.
 
-    async def welcome_parts(self, *, after: int | None, blocked: set[int]) -> welcome.WelcomeParts:
+    async def welcome_parts(self, *, after: int | None, blocked: set[int], head: int) -> welcome.WelcomeParts:
         """The room's parts of a welcome for a viewer that joined this feed: from the
-        room's snapshot when it holds them, else read for this viewer alone."""
+        room's snapshot when it holds them, else read for this viewer alone. `head`: the
+        room's last seq before the viewer joined; a snapshot behind it is missing events
+        still on their way here (or lost on the way, a channel-layer outage)."""
         if not blocked:
             snapshot = await self._current_snapshot()
-            parts = snapshot.parts(after) if snapshot is not None else None
+            behind = snapshot is None or snapshot.last_seq < head
+            parts = None if behind else snapshot.parts(after)
             if parts is not None:
                 return parts
         return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
+
+    async def welcome_roster(self) -> dict[str, Any]:
+        """The roster's first page for a welcome. A join storm reads it once per
+        presence delta (CHAT_PRESENCE_COALESCE_MS), not once per viewer: the store's
+        answer grows with the room. A viewer's own join shows in the next delta."""
+        if self.roster is not None:
+            return self.roster
+        if self._roster_read is None:
+            self._roster_read = asyncio.ensure_future(self._read_roster())
+        return await asyncio.shield(self._roster_read)
+
+    async def _read_roster(self) -> dict[str, Any]:
+        try:
+            self.roster = await welcome.read_roster(self.room_id, offset=0, limit=ROSTER_PAGE)
+            return self.roster
+        except Exception:
+            return welcome.local_roster(len(self.viewers), offset=0)
+        finally:
+            self._roster_read = None
 
     async def _current_snapshot(self) -> welcome.RoomSnapshot | None:
         if self.snapshot is not None and self.snapshot.fresh:
@@ -356,12 +386,21 @@ class Hub:
                     except Exception:
                         logger.warning("Could not unsubscribe from room %s", room_id, exc_info=True)
 
-    async def welcome_parts(self, room_id: int, *, after: int | None, blocked: set[int]) -> welcome.WelcomeParts:
+    async def welcome_parts(
+        self, room_id: int, *, after: int | None, blocked: set[int], head: int
+    ) -> welcome.WelcomeParts:
         """The room's parts of the welcome of a viewer that joined it (see RoomFeed)."""
         feed = self.feeds.get(room_id)
         if feed is None:
             return await reads(welcome.read_parts)(room_id, after=after, blocked=blocked)
-        return await feed.welcome_parts(after=after, blocked=blocked)
+        return await feed.welcome_parts(after=after, blocked=blocked, head=head)
+
+    async def welcome_roster(self, room_id: int) -> dict[str, Any]:
+        """The roster's first page for the welcome of a viewer that joined the room."""
+        feed = self.feeds.get(room_id)
+        if feed is None:
+            return await welcome.roster_or_local(room_id, offset=0, limit=ROSTER_PAGE, local_viewers=0)
+        return await feed.welcome_roster()
 
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)

@@ -33,6 +33,8 @@ class ViewerState:
     muted_until: datetime | None
     muted_reason: str
     balance: int
+    # The room's last seq when the viewer connected: its welcome holds at least this.
+    head: int
 
 
 def _room(slug: str, rooms: dict[str, tuple[float, Room]]) -> Room:
@@ -68,6 +70,7 @@ def viewer_state(slug: str, user, *, rooms: dict[str, tuple[float, Room]]) -> Vi
         muted_until=restricted.muted_until,
         muted_reason=restricted.muted_reason,
         balance=services.balance_of(user_id),
+        head=selectors.room_head(room.pk),
     )
 
 
@@ -202,17 +205,26 @@ def welcome_frame(state: ViewerState, parts: WelcomeParts, *, roster: dict[str, 
     )
 
 
-async def roster_or_local(room_id: int, *, offset: int, limit: int, local_viewers: int) -> dict[str, Any]:
-    """The room's roster, or while the presence store is unreachable what this process
-    alone can see, so a viewer still gets in and reads the log."""
+async def read_roster(room_id: int, *, offset: int, limit: int) -> dict[str, Any]:
+    """A page of the room's roster from the presence store (which may be unreachable)."""
     store = get_presence()
+    return frames.roster_fields(
+        count=await store.count(room_id),
+        team=await store.team(room_id),
+        audience=await store.audience(room_id, offset=offset, limit=limit),
+        offset=offset,
+    )
+
+
+def local_roster(local_viewers: int, *, offset: int) -> dict[str, Any]:
+    """What this process alone can tell of the roster while the presence store is
+    unreachable, so a viewer still gets in and reads the log."""
+    logger.warning("Presence store unavailable; answering with this process's viewers", exc_info=True)
+    return frames.roster_fields(count=local_viewers, team=[], audience=[], offset=offset)
+
+
+async def roster_or_local(room_id: int, *, offset: int, limit: int, local_viewers: int) -> dict[str, Any]:
     try:
-        return frames.roster_fields(
-            count=await store.count(room_id),
-            team=await store.team(room_id),
-            audience=await store.audience(room_id, offset=offset, limit=limit),
-            offset=offset,
-        )
+        return await read_roster(room_id, offset=offset, limit=limit)
     except Exception:
-        logger.warning("Presence store unavailable; answering with this process's viewers", exc_info=True)
-        return frames.roster_fields(count=local_viewers, team=[], audience=[], offset=offset)
+        return local_roster(local_viewers, offset=offset)

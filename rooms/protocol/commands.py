@@ -9,6 +9,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms.protocol.limits import (
     CLIENT_ID_MAX,
@@ -27,7 +30,7 @@ from rooms.protocol.limits import (
 class ProtocolError(Exception):
     """A client frame that cannot become a command."""
 
-    def __init__(self, code: str, detail: str, *, client_id: str | None = None):
+    def __init__(self, code: str, detail: str | Promise, *, client_id: str | None = None):
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -48,7 +51,9 @@ def _is_int(value: Any) -> bool:
 def _id(frame: dict, name: str, client_id: str | None) -> int:
     value = frame.get(name)
     if not _is_int(value) or not 1 <= value <= MAX_ID:
-        raise ProtocolError("bad_request", f"`{name}` must be a positive integer id.", client_id=client_id)
+        raise ProtocolError(
+            "bad_request", format_lazy(_("`{name}` must be a positive integer id."), name=name), client_id=client_id
+        )
     return value
 
 
@@ -57,7 +62,11 @@ def _int_in(frame: dict, name: str, low: int, high: int, client_id: str | None, 
         return default
     value = frame.get(name)
     if not _is_int(value) or not low <= value <= high:
-        raise ProtocolError("bad_request", f"`{name}` must be an integer from {low} to {high}.", client_id=client_id)
+        raise ProtocolError(
+            "bad_request",
+            format_lazy(_("`{name}` must be an integer from {low} to {high}."), name=name, low=low, high=high),
+            client_id=client_id,
+        )
     return value
 
 
@@ -66,9 +75,13 @@ def _text(frame: dict, name: str, client_id: str | None, *, required: bool, max_
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        raise ProtocolError("bad_request", f"`{name}` must be a string.", client_id=client_id)
+        raise ProtocolError("bad_request", format_lazy(_("`{name}` must be a string."), name=name), client_id=client_id)
     if len(value) > max_len:
-        raise ProtocolError("bad_request", f"`{name}` is longer than {max_len} characters.", client_id=client_id)
+        raise ProtocolError(
+            "bad_request",
+            format_lazy(_("`{name}` is longer than {max_len} characters."), name=name, max_len=max_len),
+            client_id=client_id,
+        )
     return value
 
 
@@ -78,7 +91,7 @@ def _user_ref(frame: dict, client_id: str | None) -> int | str:
         return value
     if isinstance(value, str) and 0 < len(value.strip()) <= 150:
         return value.strip()
-    raise ProtocolError("bad_request", "`user` must be a user id or a user name.", client_id=client_id)
+    raise ProtocolError("bad_request", _("`user` must be a user id or a user name."), client_id=client_id)
 
 
 def _parse_ping(f, cid):
@@ -134,7 +147,7 @@ def _parse_slow_mode(f, cid):
 def _parse_announce(f, cid):
     level = f.get("level", "info")
     if level not in ("info", "warning"):
-        raise ProtocolError("bad_request", '`level` must be "info" or "warning".', client_id=cid)
+        raise ProtocolError("bad_request", _('`level` must be "info" or "warning".'), client_id=cid)
     return {"body": _text(f, "body", cid, required=True, max_len=NOTICE_BODY_MAX), "level": level}
 
 
@@ -142,12 +155,12 @@ def _parse_room_status(f, cid):
     args: dict[str, Any] = {}
     if "is_live" in f:
         if not isinstance(f["is_live"], bool):
-            raise ProtocolError("bad_request", "`is_live` must be true or false.", client_id=cid)
+            raise ProtocolError("bad_request", _("`is_live` must be true or false."), client_id=cid)
         args["is_live"] = f["is_live"]
     if "title" in f:
         args["title"] = _text(f, "title", cid, required=True, max_len=TITLE_MAX)
     if not args:
-        raise ProtocolError("bad_request", "Give `is_live`, `title` or both.", client_id=cid)
+        raise ProtocolError("bad_request", _("Give `is_live`, `title` or both."), client_id=cid)
     return args
 
 
@@ -193,14 +206,14 @@ def _check_storable(frame: dict, client_id: str | None) -> None:
         json.dumps(frame, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise ProtocolError(
-            "bad_request", "The frame holds text or numbers that cannot be stored.", client_id=client_id
+            "bad_request", _("The frame holds text or numbers that cannot be stored."), client_id=client_id
         ) from None
     try:
         has_nul = _has_nul(frame)
     except RecursionError:
-        raise ProtocolError("bad_request", "The frame is nested too deeply.", client_id=client_id) from None
+        raise ProtocolError("bad_request", _("The frame is nested too deeply."), client_id=client_id) from None
     if has_nul:
-        raise ProtocolError("bad_request", "The frame holds a NUL character.", client_id=client_id)
+        raise ProtocolError("bad_request", _("The frame holds a NUL character."), client_id=client_id)
 
 
 def _has_nul(value: Any) -> bool:
@@ -216,32 +229,38 @@ def _has_nul(value: Any) -> bool:
 def parse_client_frame(text: str | None) -> Command:
     """Turn one client text frame into a Command, or raise ProtocolError."""
     if text is None:
-        raise ProtocolError("bad_request", "Frames must be UTF-8 JSON text, not binary.")
+        raise ProtocolError("bad_request", _("Frames must be UTF-8 JSON text, not binary."))
     if len(text) > settings.CHAT_FRAME_MAX_BYTES or len(text.encode("utf-8")) > settings.CHAT_FRAME_MAX_BYTES:
-        raise ProtocolError("too_large", f"Frames are limited to {settings.CHAT_FRAME_MAX_BYTES} bytes.")
+        raise ProtocolError(
+            "too_large", format_lazy(_("Frames are limited to {n} bytes."), n=settings.CHAT_FRAME_MAX_BYTES)
+        )
     try:
         frame = json.loads(text)
     except (ValueError, RecursionError):
-        raise ProtocolError("bad_request", "The frame is not valid JSON.") from None
+        raise ProtocolError("bad_request", _("The frame is not valid JSON.")) from None
     if not isinstance(frame, dict):
-        raise ProtocolError("bad_request", "A frame must be a JSON object.")
+        raise ProtocolError("bad_request", _("A frame must be a JSON object."))
     client_id = frame.get("client_id")
     if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX):
-        raise ProtocolError("bad_request", f"`client_id` must be a string of 1 to {CLIENT_ID_MAX} characters.")
+        raise ProtocolError(
+            "bad_request", format_lazy(_("`client_id` must be a string of 1 to {n} characters."), n=CLIENT_ID_MAX)
+        )
     if client_id is not None and not _is_clean_text(client_id):
         # Readable, so answered with it (escaped), though nothing can store it.
         raise ProtocolError(
-            "bad_request", "`client_id` holds a NUL or a character that is not text.", client_id=client_id
+            "bad_request", _("`client_id` holds a NUL or a character that is not text."), client_id=client_id
         )
     _check_storable(frame, client_id)
     kind = frame.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError("bad_request", "A frame needs a string `type`.", client_id=client_id)
+        raise ProtocolError("bad_request", _("A frame needs a string `type`."), client_id=client_id)
     parser = PARSERS.get(kind)
     if parser is None:
-        raise ProtocolError("unknown_type", f"Unknown command type {kind[:40]!r}.", client_id=client_id)
+        raise ProtocolError(
+            "unknown_type", format_lazy(_("Unknown command type {type!r}."), type=kind[:40]), client_id=client_id
+        )
     if kind in REQUIRES_CLIENT_ID and client_id is None:
-        raise ProtocolError("bad_request", f"`{kind}` needs a `client_id`.")
+        raise ProtocolError("bad_request", format_lazy(_("`{type}` needs a `client_id`."), type=kind))
     return Command(type=kind, client_id=client_id, args=parser(frame, client_id))
 
 
@@ -257,6 +276,6 @@ def parse_after(query_string: bytes) -> tuple[int | None, ProtocolError | None]:
         after = -1
     if not 0 <= after <= MAX_ID:
         return None, ProtocolError(
-            "bad_request", "`after` must be a non-negative integer; showing the latest history instead."
+            "bad_request", _("`after` must be a non-negative integer; showing the latest history instead.")
         )
     return after, None

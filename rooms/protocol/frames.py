@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.utils.functional import Promise
+
 from rooms.protocol.wire import encode
 
 User = dict[str, Any]
@@ -92,8 +94,10 @@ def ack(client_id: str | None, **stored: Any) -> str:
     return encode(frame)
 
 
-def error(code: str, detail: str, *, client_id: str | None = None, retry_after: float | None = None) -> str:
-    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+def error(code: str, detail: str | Promise, *, client_id: str | None = None, retry_after: float | None = None) -> str:
+    """`detail`, usually a lazy translation, is put in the language active now: the
+    connection's (the consumer activates it) or the request's (LocaleMiddleware)."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "detail": str(detail)}
     if client_id is not None:
         frame["client_id"] = client_id
     if retry_after is not None:

@@ -17,6 +17,8 @@ from django.conf import settings
 from django.core.files.base import File
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms.errors import BadRequest, NotFound
 from rooms.models import Emote, Room
@@ -51,12 +53,12 @@ class EmoteImage:
 def clean_code(code: Any) -> str:
     """The code as stored (`:pog:`), from `pog` or `:pog:`; BadRequest if it is not one."""
     if not isinstance(code, str):
-        raise BadRequest("An emote code is text such as :pog:.")
+        raise BadRequest(_("An emote code is text such as :pog:."))
     code = code.strip()
     if not code.startswith(":"):
         code = f":{code}:"
     if not CODE_RE.fullmatch(code):
-        raise BadRequest("An emote code is 2 to 32 letters, digits or underscores between colons, such as :pog:.")
+        raise BadRequest(_("An emote code is 2 to 32 letters, digits or underscores between colons, such as :pog:."))
     return code
 
 
@@ -77,12 +79,22 @@ def inspect_image(upload: File) -> EmoteImage:
     from PIL import Image, UnidentifiedImageError
 
     max_bytes, max_side = settings.CHAT_EMOTE_MAX_BYTES, settings.CHAT_EMOTE_MAX_SIDE
-    if upload.size is None or upload.size > max_bytes:
-        raise BadRequest(f"An emote image is at most {max_bytes // 1024} KiB; this one is {_kib(upload.size)}.")
+    if upload.size is None:
+        raise BadRequest(
+            format_lazy(_("An emote image is at most {max} KiB; this one is of unknown size."), max=max_bytes // 1024)
+        )
+    if upload.size > max_bytes:
+        raise BadRequest(
+            format_lazy(
+                _("An emote image is at most {max} KiB; this one is {size} KiB."),
+                max=max_bytes // 1024,
+                size=(upload.size + 1023) // 1024,
+            )
+        )
     upload.seek(0)
     fmt = sniff_format(upload.read(SNIFF_BYTES))
     if fmt is None:
-        raise BadRequest("An emote image must be a PNG, GIF or WebP file (SVG and other formats are not accepted).")
+        raise BadRequest(_("An emote image must be a PNG, GIF or WebP file (SVG and other formats are not accepted)."))
     try:
         upload.seek(0)
         # Only the sniffed format's reader: a file cannot pass as one format and be read as another.
@@ -90,7 +102,12 @@ def inspect_image(upload: File) -> EmoteImage:
             width, height = image.size
             if width > max_side or height > max_side:
                 raise BadRequest(
-                    f"An emote image is at most {max_side}×{max_side} pixels; this one is {width}×{height}."
+                    format_lazy(
+                        _("An emote image is at most {side}×{side} pixels; this one is {width}×{height}."),
+                        side=max_side,
+                        width=width,
+                        height=height,
+                    )
                 )
             image.verify()
         upload.seek(0)
@@ -99,15 +116,11 @@ def inspect_image(upload: File) -> EmoteImage:
     except BadRequest:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise BadRequest(f"This file is not a readable {fmt} image.") from None
+        raise BadRequest(format_lazy(_("This file is not a readable {format} image."), format=fmt)) from None
     finally:
         upload.seek(0)
     content_type, extension = FORMATS[fmt]
     return EmoteImage(fmt, content_type, extension, width, height)
-
-
-def _kib(size: int | None) -> str:
-    return "of unknown size" if size is None else f"{(size + 1023) // 1024} KiB"
 
 
 # Writes.
@@ -125,7 +138,7 @@ def do_create_emote(actor, *, room_id: int, code: Any, image: File) -> Emote:
     found = inspect_image(image)
     room = Room.objects.get(pk=room_id)
     if Emote.objects.filter(room=room, code=code).exists():
-        raise BadRequest(f"This room has an emote {code} already.")
+        raise BadRequest(format_lazy(_("This room has an emote {code} already."), code=code))
     emote = Emote(
         room=room,
         code=code,
@@ -141,14 +154,14 @@ def do_create_emote(actor, *, room_id: int, code: Any, image: File) -> Emote:
             emote.save()
     except IntegrityError:
         emote.image.delete(save=False)
-        raise BadRequest(f"This room has an emote {code} already.") from None
+        raise BadRequest(format_lazy(_("This room has an emote {code} already."), code=code)) from None
     return emote
 
 
 def check_delete_emote(actor, *, emote_id: int) -> None:
     emote = Emote.objects.filter(pk=emote_id).select_related("room").first()
     if emote is None:
-        raise NotFound("No such emote.")
+        raise NotFound(_("No such emote."))
     authorize(actor, emote.room, min_rank=HOST, denied="Only the room's hosts and staff can remove emotes.")
     do_delete_emote(actor, emote_id=emote.pk)
 

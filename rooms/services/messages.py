@@ -10,6 +10,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms import extensions
 from rooms.errors import BadRequest, ChatError, NoSuchRoom, NotFound, Unauthenticated
@@ -85,7 +87,8 @@ def check_send_messages(room_id: int, requests: list[SendRequest]) -> list[Messa
         else:
             prepared.append((i, outcome))
             sending.add(request.actor.pk)
-    for i, stored in zip((i for i, _ in prepared), _store_or_answer_errors([p for _, p in prepared]), strict=True):
+    stored_all = _store_or_answer_errors([prep for at, prep in prepared])
+    for (i, _prepared), stored in zip(prepared, stored_all, strict=True):
         answers[i] = stored
     return answers
 
@@ -117,18 +120,18 @@ def prepare_message(
     with this one, which slow mode counts as a message sent just now."""
     actor, body, client_id = request.actor, request.body, request.client_id
     if not actor.is_authenticated:
-        raise Unauthenticated("Sign in to chat.")
+        raise Unauthenticated(_("Sign in to chat."))
     if room is None:
         raise NoSuchRoom()
     if room.stored_id is not None:
         return Message.objects.get(pk=room.stored_id)
     if not isinstance(body, str):
-        raise BadRequest("`body` must be a string.")
+        raise BadRequest(format_lazy(_("`{name}` must be a string."), name="body"))
     body = visible(body)
     if not body:
-        raise BadRequest("A message cannot be empty.")
+        raise BadRequest(_("A message cannot be empty."))
     if len(body) > settings.CHAT_BODY_MAX_CHARS:
-        raise BadRequest(f"A message is at most {settings.CHAT_BODY_MAX_CHARS} characters.")
+        raise BadRequest(format_lazy(_("A message is at most {n} characters."), n=settings.CHAT_BODY_MAX_CHARS))
     where = Standing(role=room.member_role or "member", is_staff=is_site_staff(actor))
     refusal = extensions.send_rules().check(
         room_id=room.pk,
@@ -146,7 +149,7 @@ def prepare_message(
     if request.reply_to_id is not None:
         reply_to = Message.objects.filter(pk=request.reply_to_id, room_id=room.pk).select_related("author").first()
         if reply_to is None:
-            raise NotFound("The message you reply to is not in this room.")
+            raise NotFound(_("The message you reply to is not in this room."))
     return PreparedMessage(
         room=room,
         author=actor,

@@ -7,6 +7,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms.errors import BadRequest
 from rooms.models import Notice, Room, RoomEvent
@@ -19,16 +21,16 @@ from rooms.text import visible
 
 def _clean(body: str, level: str) -> str:
     if level not in Notice.Level.values:
-        raise BadRequest('The level is "info" or "warning".')
+        raise BadRequest(_('The level is "info" or "warning".'))
     body = visible(body or "")
     if not body or len(body) > NOTICE_BODY_MAX:
-        raise BadRequest(f"A notice is 1 to {NOTICE_BODY_MAX} characters.")
+        raise BadRequest(format_lazy(_("A notice is 1 to {n} characters."), n=NOTICE_BODY_MAX))
     return body
 
 
 def check_announce(actor, *, room_id: int, body: str, level: str = "info") -> RoomEvent:
     room = room_by_id(room_id)
-    authorize(actor, room, min_rank=MODERATOR, denied="Only moderators, hosts and staff can post announcements.")
+    authorize(actor, room, min_rank=MODERATOR, denied=_("Only moderators, hosts and staff can post announcements."))
     return do_announce(actor, room_id=room.pk, body=body, level=level)
 
 

@@ -24,6 +24,8 @@ from django.db.models import Max, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms.errors import BadRequest
 from rooms.models import Message, Room, RoomEvent
@@ -56,7 +58,12 @@ def validate_prune_days(days: Any) -> int:
     """The retention in whole days, or BadRequest with the sentence to show."""
     if isinstance(days, bool) or not isinstance(days, int) or not PRUNE_MIN_DAYS <= days <= PRUNE_MAX_DAYS:
         raise BadRequest(
-            f"The age must be a whole number of days from {PRUNE_MIN_DAYS} to {PRUNE_MAX_DAYS}, not {days!r}."
+            format_lazy(
+                _("The age must be a whole number of days from {low} to {high}, not {days!r}."),
+                low=PRUNE_MIN_DAYS,
+                high=PRUNE_MAX_DAYS,
+                days=days,
+            )
         )
     return days
 

@@ -7,6 +7,8 @@ import re
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms.errors import BadRequest, NoSuchRoom, NotFound
 from rooms.models import Membership, Role, Room, RoomEvent
@@ -25,16 +27,18 @@ def do_create_room(actor, *, slug: str, title: str, host_username: str) -> Room:
     slug = slug.strip().lower()
     title = visible(title)
     if not SLUG_RE.match(slug):
-        raise BadRequest("A room slug is 1-64 lowercase letters, digits and hyphens, starting with a letter or digit.")
+        raise BadRequest(
+            _("A room slug is 1-64 lowercase letters, digits and hyphens, starting with a letter or digit.")
+        )
     if not title or len(title) > 200:
-        raise BadRequest("A room title is 1 to 200 characters.")
+        raise BadRequest(_("A room title is 1 to 200 characters."))
     User = get_user_model()
     owner = User.objects.filter(**{User.USERNAME_FIELD: host_username}).first()
     if owner is None:
-        raise NotFound(f"No user named {host_username!r}.")
+        raise NotFound(format_lazy(_("No user named {name!r}."), name=host_username))
     with transaction.atomic():
         if Room.objects.filter(slug=slug).exists():
-            raise BadRequest(f"A room with slug {slug!r} already exists.")
+            raise BadRequest(format_lazy(_("A room with slug {slug!r} already exists."), slug=slug))
         room = Room.objects.create(slug=slug, title=title, owner=owner)
         Membership.objects.create(room=room, user=owner, role=Role.HOST)
         _open_admin_to(owner)
@@ -51,7 +55,7 @@ def _open_admin_to(user) -> None:
 def check_set_role(actor, *, room_id: int, username: str, role: str) -> Membership | None:
     """Appoint or remove a team member: the room's hosts and staff."""
     room = room_by_id(room_id)
-    authorize(actor, room, min_rank=HOST, denied="Only the room's hosts and staff appoint its team.")
+    authorize(actor, room, min_rank=HOST, denied=_("Only the room's hosts and staff appoint its team."))
     return do_set_role(actor, room_id=room.pk, username=username, role=role)
 
 
@@ -59,21 +63,21 @@ def do_set_role(actor, *, room_id: int, username: str, role: str) -> Membership 
     """Appoint a host or moderator, or with role "member" take the seat away. `actor`:
     who appoints (None from the shell)."""
     if role not in ("host", "moderator", "member"):
-        raise BadRequest("The role is one of host, moderator, member.")
+        raise BadRequest(_("The role is one of host, moderator, member."))
     User = get_user_model()
     user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
     if user is None:
-        raise NotFound(f"No user named {username!r}.")
+        raise NotFound(format_lazy(_("No user named {name!r}."), name=username))
     with transaction.atomic():
         room = Room.objects.select_for_update().filter(pk=room_id).first()
         if room is None:
             raise NoSuchRoom()
         if user.pk == room.owner_id and role != "host":
-            raise BadRequest("The room's owner is always a host.")
+            raise BadRequest(_("The room's owner is always a host."))
         if role == "member":
             Membership.objects.filter(room=room, user=user).delete()
             return None
-        membership, _ = Membership.objects.update_or_create(room=room, user=user, defaults={"role": role})
+        membership, _created = Membership.objects.update_or_create(room=room, user=user, defaults={"role": role})
         if role == "host":
             _open_admin_to(user)
     return membership
@@ -82,7 +86,7 @@ def do_set_role(actor, *, room_id: int, username: str, role: str) -> Membership 
 def check_update_room(actor, *, room_id: int, title: str | None = None, is_live: bool | None = None) -> RoomEvent:
     """Go live, end the stream or retitle it: hosts and staff."""
     room = room_by_id(room_id)
-    authorize(actor, room, min_rank=HOST, denied="Only hosts and staff can change the room.")
+    authorize(actor, room, min_rank=HOST, denied=_("Only hosts and staff can change the room."))
     return do_update_room(actor, room_id=room.pk, title=title, is_live=is_live)
 
 
@@ -94,7 +98,7 @@ def do_update_room(actor, *, room_id: int, title: str | None = None, is_live: bo
         if title is not None:
             title = visible(title)
             if not title or len(title) > 200:
-                raise BadRequest("A room title is 1 to 200 characters.")
+                raise BadRequest(_("A room title is 1 to 200 characters."))
             room.title = title
         if is_live is not None:
             if is_live and not room.is_live:

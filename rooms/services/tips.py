@@ -14,6 +14,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from rooms import extensions, realtime
 from rooms.errors import BadRequest, ChatError, NoSuchRoom, NotFound, Unauthenticated
@@ -34,9 +36,9 @@ class InsufficientFunds(ChatError):
 
 def validate_amount(amount, *, maximum: int) -> int:
     if type(amount) is not int or amount < 1:
-        raise InvalidAmount("The amount must be a whole number of coins, at least 1.")
+        raise InvalidAmount(_("The amount must be a whole number of coins, at least 1."))
     if amount > maximum:
-        raise InvalidAmount(f"The amount is at most {maximum} coins.")
+        raise InvalidAmount(format_lazy(_("The amount is at most {n} coins."), n=maximum))
     return amount
 
 
@@ -55,26 +57,26 @@ def balance_of(user_id: int | None) -> int:
 
 def check_send_tip(actor, *, room_id: int, amount, body: str = "", client_id: str) -> Tip:
     if not actor.is_authenticated:
-        raise Unauthenticated("Sign in to tip.")
+        raise Unauthenticated(_("Sign in to tip."))
     existing = Tip.objects.filter(room_id=room_id, sender=actor, client_id=client_id).first()
     if existing is not None:
         return existing
     amount = validate_amount(amount, maximum=settings.CHAT_TIP_MAX)
     body = visible(body or "")
     if len(body) > 200:
-        raise BadRequest("A tip note is at most 200 characters.")
+        raise BadRequest(_("A tip note is at most 200 characters."))
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
         raise NoSuchRoom()
     if room.owner_id == actor.pk:
-        raise BadRequest("You cannot tip your own room.")
+        raise BadRequest(_("You cannot tip your own room."))
     restricted = extensions.restrictions(room.pk, actor.pk)
     if restricted.banned:
-        raise ChatError("You are banned from this room.", code="banned")
+        raise ChatError(_("You are banned from this room."), code="banned")
     if restricted.muted_until is not None and body:
         # A note is chat: a muted viewer may still tip, silently.
         raise ChatError(
-            "You are muted; tip without a note.",
+            _("You are muted; tip without a note."),
             code="muted",
             retry_after=(restricted.muted_until - timezone.now()).total_seconds(),
         )
@@ -100,7 +102,9 @@ def do_send_tip(actor, *, room_id: int, amount: int, body: str, client_id: str) 
     list(Wallet.objects.select_for_update().filter(user_id__in=[sender_id, recipient_id]).order_by("user_id"))
     debited = Wallet.objects.filter(user_id=sender_id, balance__gte=amount).update(balance=F("balance") - amount)
     if not debited:
-        raise InsufficientFunds(f"You need {amount} coins; you have {balance_of(sender_id)}.")
+        raise InsufficientFunds(
+            format_lazy(_("You need {amount} coins; you have {balance}."), amount=amount, balance=balance_of(sender_id))
+        )
     Wallet.objects.filter(user_id=recipient_id).update(balance=F("balance") + amount)
     now = timezone.now()
     seconds = pin_seconds(amount)
@@ -150,7 +154,7 @@ def do_grant_coins(actor, *, user_id: int, amount: int, note: str = "") -> Walle
     from the shell (`manage.py grant_coins`)."""
     amount = validate_amount(amount, maximum=settings.CHAT_GRANT_MAX)
     if not get_user_model().objects.filter(pk=user_id).exists():
-        raise NotFound("No such user.")
+        raise NotFound(_("No such user."))
     Wallet.objects.get_or_create(user_id=user_id)
     Wallet.objects.filter(user_id=user_id).update(balance=F("balance") + amount)
     LedgerEntry.objects.create(

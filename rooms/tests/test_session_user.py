@@ -33,6 +33,7 @@ async def test_a_signed_in_visitor_is_their_user_with_their_session():
 
     assert scope["user"].pk == user.pk
     assert scope["session"].session_key == key
+    assert scope["cookies"]["theme"] == "dark"
 
 
 async def test_without_a_session_cookie_nothing_is_read(monkeypatch):

@@ -1,5 +1,7 @@
 """HTTP: pages, sign-up and sign-in, the events API and the health check."""
 
+import json
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import SESSION_KEY, get_user_model
@@ -174,6 +176,69 @@ def test_forms_need_a_csrf_token(viewer):
     response = strict.post("/accounts/login/", {"username": viewer.username, "password": "pw-vic_viewer"})
 
     assert response.status_code == 403
+
+
+# The JavaScript catalog.
+
+CATALOG_URL = "/jsi18n/"
+
+
+@pytest.fixture
+def catalog_builds(monkeypatch):
+    """How many times a JavaScript catalog was built, from a cold start."""
+    from django.views.i18n import JavaScriptCatalog
+
+    from rooms import views
+
+    monkeypatch.setattr(views, "_catalogs", {})
+    builds = []
+    build = JavaScriptCatalog.get_catalog
+
+    def counted(self):
+        builds.append(self.translation.language())
+        return build(self)
+
+    monkeypatch.setattr(JavaScriptCatalog, "get_catalog", counted)
+    return builds
+
+
+def test_the_javascript_catalog_is_built_once_and_answered_304_while_the_browser_has_it(client, catalog_builds):
+    first = client.get(CATALOG_URL)
+    again = client.get(CATALOG_URL)
+    revalidated = client.get(CATALOG_URL, HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert first.status_code == again.status_code == 200
+    assert "django.gettext" in first.content.decode()
+    assert first["Content-Type"].startswith("text/javascript")
+    # The browser asks on every page, since the language may have been switched.
+    assert "no-cache" in first["Cache-Control"]
+    assert first["ETag"] and again["ETag"] == first["ETag"]
+    assert again.content == first.content
+    assert revalidated.status_code == 304
+    assert revalidated.content == b""
+    assert catalog_builds == ["en"]
+
+
+def test_each_language_has_its_own_catalog_and_etag(client, catalog_builds, settings):
+    english = client.get(CATALOG_URL, HTTP_ACCEPT_LANGUAGE="en")
+    chinese = client.get(CATALOG_URL, HTTP_ACCEPT_LANGUAGE="zh-CN", HTTP_IF_NONE_MATCH=english["ETag"])
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    switched = client.get(CATALOG_URL, HTTP_ACCEPT_LANGUAGE="en", HTTP_IF_NONE_MATCH=english["ETag"])
+    still = client.get(CATALOG_URL, HTTP_ACCEPT_LANGUAGE="en", HTTP_IF_NONE_MATCH=chinese["ETag"])
+
+    # An English copy does not hold for a Chinese page, whether the browser says so or
+    # the language switch's cookie does.
+    assert chinese.status_code == switched.status_code == 200
+    assert chinese["ETag"] != english["ETag"]
+    host = json.dumps("主播")[1:-1]  # as the catalog's JSON writes it
+    assert host in chinese.content.decode() and host not in english.content.decode()
+    assert switched.content == chinese.content
+    assert still.status_code == 304
+    assert catalog_builds == ["en", "zh-hans"]
+
+
+def test_the_javascript_catalog_is_read_only(client):
+    assert client.post(CATALOG_URL).status_code == 405
 
 
 # The events API.

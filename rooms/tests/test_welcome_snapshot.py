@@ -109,7 +109,7 @@ async def test_a_join_storm_reads_the_room_once(monkeypatch):
     monkeypatch.setattr(welcome, "read_snapshot", read_snapshot)
     feed = RoomFeed(StubHub(), 1)
 
-    welcomes = await asyncio.gather(*(feed.welcome_parts(after=None, blocked=set()) for _ in range(50)))
+    welcomes = await asyncio.gather(*(feed.welcome_parts(after=None, blocked=set(), head=0) for _ in range(50)))
 
     assert reads == [1]
     assert all(seqs_of(parts) == [1, 2, 3] for parts in welcomes)
@@ -125,15 +125,15 @@ async def test_the_feed_adds_live_lines_and_drops_it_for_other_events(monkeypatc
 
     monkeypatch.setattr(welcome, "read_snapshot", read_snapshot)
     feed = RoomFeed(StubHub(), 1)
-    await feed.welcome_parts(after=None, blocked=set())
+    await feed.welcome_parts(after=None, blocked=set(), head=0)
 
     feed.push_event(Delivery(4, None, message(4)), None)
-    assert seqs_of(await feed.welcome_parts(after=None, blocked=set())) == [1, 2, 3, 4]
+    assert seqs_of(await feed.welcome_parts(after=None, blocked=set(), head=0)) == [1, 2, 3, 4]
     assert reads == [1]
 
     feed.push_event(Delivery(5, None, encode({"type": "notice", "seq": 5})), None)
     assert feed.snapshot is None
-    assert (await feed.welcome_parts(after=None, blocked=set())).history.last_seq == 5
+    assert (await feed.welcome_parts(after=None, blocked=set(), head=0)).history.last_seq == 5
     assert reads == [1, 1]
 
 
@@ -147,7 +147,7 @@ async def test_events_taken_in_while_it_is_read_are_added(monkeypatch):
 
     monkeypatch.setattr(welcome, "read_snapshot", read_snapshot)
 
-    parts = await feed.welcome_parts(after=None, blocked=set())
+    parts = await feed.welcome_parts(after=None, blocked=set(), head=0)
 
     assert seqs_of(parts) == [1, 2, 3, 4]
     assert parts.history.last_seq == 4
@@ -172,3 +172,15 @@ async def test_welcomes_from_the_snapshot_match_the_log(connect, room, host, vie
     assert [e["type"] for e in third.welcome["history"]] == ["message", "message", "message", "notice"]
     assert [e["body"] for e in third.welcome["pinned"]] == ["Stream starts now"]
     assert third.welcome["last_seq"] == 4
+
+
+async def test_a_snapshot_behind_the_head_a_viewer_saw_is_not_used(monkeypatch):
+    # Events 4 and 5 are stored, and still on their way to this process (or lost with
+    # the channel layer): the viewer's history comes from the database.
+    monkeypatch.setattr(welcome, "read_snapshot", lambda room_id: snapshot_of(range(1, 4)))
+    from_the_database = welcome.WelcomeParts(room="{}", history=snapshot_of(range(1, 6)).parts(None).history, pinned=[])
+    monkeypatch.setattr(welcome, "read_parts", lambda room_id, **kwargs: from_the_database)
+    feed = RoomFeed(StubHub(), 1)
+
+    assert (await feed.welcome_parts(after=None, blocked=set(), head=5)) is from_the_database
+    assert seqs_of(await feed.welcome_parts(after=None, blocked=set(), head=3)) == [1, 2, 3]

@@ -4,7 +4,8 @@
  *
  * It stays where it opened while the chat scrolls underneath: in a busy room the
  * anchor line keeps moving, and a menu that chased it would slide out from under the
- * pointer. Clicking outside, Esc or a resize closes it.
+ * pointer. Only when what it shows grows (a card whose details arrive) does it move, as
+ * far as it takes to stay on screen. Clicking outside, Esc or a resize closes it.
  */
 const MARGIN = 8;
 
@@ -30,6 +31,7 @@ export class Popover {
       }
     });
     window.addEventListener("resize", () => this.close());
+    new ResizeObserver(() => this.isOpen && this.#keepOnScreen()).observe(this.el);
     this.el.addEventListener("keydown", (event) => this.#arrowKeys(event));
   }
 
@@ -105,6 +107,16 @@ export class Popover {
     left = Math.max(MARGIN, Math.min(left, vw - width - MARGIN));
     el.style.left = `${Math.round(left)}px`;
     el.style.top = `${Math.round(top)}px`;
+  }
+
+  #keepOnScreen() {
+    const el = this.el;
+    const vw = document.documentElement.clientWidth;
+    const vh = document.documentElement.clientHeight;
+    const top = Math.max(MARGIN, Math.min(el.offsetTop, vh - el.offsetHeight - MARGIN));
+    const left = Math.max(MARGIN, Math.min(el.offsetLeft, vw - el.offsetWidth - MARGIN));
+    el.style.top = `${Math.round(top)}px`;
+    el.style.left = `${Math.round(left)}px`;
   }
 
   #arrowKeys(event) {

@@ -493,7 +493,12 @@ function personItem(user, interactive) {
 
 /** opts.interactive(user): whether the person opens a menu for this viewer. */
 export function renderRoster(els, roster, { interactive = () => false } = {}) {
-  els.count.textContent = format(ngettext("%(n)s online", "%(n)s online", roster.count), { n: formatNumber(roster.count) });
+  const online = format(ngettext("%(n)s online", "%(n)s online", roster.count), { n: formatNumber(roster.count) });
+  els.count.textContent = online;
+  if (els.toggle) {
+    els.toggleCount.textContent = online;
+    els.toggle.setAttribute("aria-label", format(gettext("People: %(online)s"), { online }));
+  }
   const team = roster.teamList();
   els.team.replaceChildren(...team.map((u) => personItem(u, interactive(u))));
   els.teamEmpty.hidden = team.length > 0;

@@ -63,6 +63,8 @@ const els = {
   input: byId("composer-body"),
   roster: {
     count: byId("online-count"),
+    toggle: byId("people-toggle"),
+    toggleCount: byId("people-count"),
     team: byId("team-list"),
     teamEmpty: byId("team-empty"),
     audience: byId("audience-list"),

@@ -4,7 +4,8 @@ a message fails, the page follows what the server restates about the viewer, toa
 keep clear of the composer, the page speaks Simplified Chinese to a Chinese browser,
 and keyboard, screen-reader and small-screen use work.
 
-Screenshots go to /tmp/chatsite-screens for a person to look at; they are not checked.
+Screenshots, at desktop size and at 390x844, in English and Chinese, are for a person to
+look at, not checked: they go to CHATSITE_TEST_SCREENSHOTS (else the test's tmp_path).
 Each test writes its rows first and then starts the browser (see browser_helpers).
 """
 
@@ -17,14 +18,13 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from rooms.services import do_create_room, do_set_role, do_update_room
-from tests.live.browser_helpers import Viewer, make_user
+from rooms.services import do_create_room, do_grant_coins, do_set_role, do_update_room
+from tests.live.browser_helpers import PASSWORD, Viewer, make_user
 from tests.live.test_browser import command
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SLUG = "page"
-SCREENS = Path("/tmp/chatsite-screens")
 PHONE = {"width": 390, "height": 844}
 MENTION_CASES = json.loads((Path(__file__).parents[2] / "rooms" / "tests" / "mention_cases.json").read_text("utf-8"))
 
@@ -88,15 +88,14 @@ def room(transactional_db):
     return room
 
 
-def shoot(viewer: Viewer, name: str) -> None:
-    SCREENS.mkdir(exist_ok=True)
+def shoot(viewer: Viewer, folder: Path, name: str) -> None:
     page = viewer.page
     # Panels slide when the width changes; a still page is what a person would look at.
     page.emulate_media(reduced_motion="reduce")
     size = page.viewport_size
-    page.screenshot(path=str(SCREENS / f"{name}-desktop.png"))
+    page.screenshot(path=str(folder / f"{name}-desktop.png"))
     page.set_viewport_size(PHONE)
-    page.screenshot(path=str(SCREENS / f"{name}-phone.png"))
+    page.screenshot(path=str(folder / f"{name}-phone.png"))
     page.set_viewport_size(size)
 
 
@@ -149,6 +148,10 @@ def test_mute_and_slow_mode_hold_the_draft_and_unmute_frees_the_retry(
     retry.click()
     expect(m.bodies("did I miss something")).to_have_count(1)
     expect(b.page.locator("#messages li.pending")).to_have_count(0)
+    # Deleted, the line still counts toward slow mode on the server: the page knows.
+    stored = int(m.line("did I miss something").get_attribute("data-message-id"))
+    assert command(m, SLUG, {"type": "delete", "id": stored})["type"] == "ack"
+    expect(b.bodies("did I miss something")).to_have_count(0)
 
     # Slow mode switched on right after bob's message counts from that message: the
     # page waits with him instead of letting the next send fail.
@@ -161,6 +164,12 @@ def test_mute_and_slow_mode_hold_the_draft_and_unmute_frees_the_retry(
     b.page.press("#composer-body", "Enter")
     expect(b.page.locator("#composer-body")).to_have_value("this draft stays")
     assert b.page.locator("#messages li.pending").count() == 0
+    # Coming back to the page, the deleted line in the history still holds him.
+    b.page.reload()
+    expect(b.page.locator("#conn-status")).to_have_attribute("data-state", "live")
+    b.page.fill("#composer-body", "after the reload")
+    expect(send).to_be_disabled()
+    expect(send).to_have_text(re.compile(r"^\d+ s$"))
     # The moderator is not held by slow mode.
     m.send("team talk")
     expect(b.bodies("team talk")).to_have_count(1)
@@ -169,7 +178,7 @@ def test_mute_and_slow_mode_hold_the_draft_and_unmute_frees_the_retry(
 
 
 def test_restated_balance_and_mute_update_the_page_and_toasts_keep_clear_of_the_composer(
-    daphne_servers, login_cookie, launch_browser, room
+    daphne_servers, login_cookie, launch_browser, room, screenshot_dir
 ):
     from playwright.sync_api import expect
 
@@ -211,11 +220,13 @@ def test_restated_balance_and_mute_update_the_page_and_toasts_keep_clear_of_the_
             box = toast.bounding_box()
             assert box and all(not overlaps(box, control) for control in controls), (size, box, controls)
     b.page.set_viewport_size({"width": 1200, "height": 800})
-    shoot(b, "toasts")
+    shoot(b, screenshot_dir, "toasts")
     assert b.online_errors() == []
 
 
-def test_a_ban_says_how_long_and_why_even_right_after_a_kick(daphne_servers, login_cookie, launch_browser, room):
+def test_a_ban_says_how_long_and_why_even_right_after_a_kick(
+    daphne_servers, login_cookie, launch_browser, room, screenshot_dir
+):
     from playwright.sync_api import expect
 
     host = get_user_model().objects.get(username="hana_host")
@@ -247,13 +258,13 @@ def test_a_ban_says_how_long_and_why_even_right_after_a_kick(daphne_servers, log
     b.page.fill("#composer-body", "let me in")
     b.page.press("#composer-body", "Enter")
     expect(b.page.locator("#composer-body")).to_have_value("let me in")
-    shoot(b, "banned")
+    shoot(b, screenshot_dir, "banned")
     # The refused socket is the browser's own report, not the page's.
     assert [e for e in b.online_errors() if "WebSocket" not in e] == []
 
 
 def test_a_chinese_browser_gets_chinese_and_mentions_work_in_any_script(
-    daphne_servers, login_cookie, launch_browser, room
+    daphne_servers, login_cookie, launch_browser, room, screenshot_dir
 ):
     from playwright.sync_api import expect
 
@@ -313,13 +324,33 @@ def test_a_chinese_browser_gets_chinese_and_mentions_work_in_any_script(
     assert found["queries"] == ["小", None, "", "小红"]
 
     x.page.locator("#messages").click(position={"x": 5, "y": 5})
-    shoot(x, "zh-hans")
+    shoot(x, screenshot_dir, "zh-hans")
+    x.page.set_viewport_size(PHONE)
+    expect(x.page.locator("#people-toggle")).to_have_text("2 人在线")
+    x.page.locator("#people-toggle").click()
+    expect(x.page.locator("#team-list")).to_contain_text("hana_host")
+    x.page.screenshot(path=str(screenshot_dir / "zh-hans-roster-phone.png"))
+    x.page.keyboard.press("Escape")
+    x.page.set_viewport_size({"width": 1200, "height": 800})
+
+    # The server's refusals come in Chinese too, in the tip form as in toasts.
+    x.page.locator("#tip-open").click()
+    form = x.page.locator("#tip-form")
+    x.page.fill("#tip-amount", "500")
+    x.page.locator("#tip-send").click()
+    expect(form.locator(".form-error")).to_have_text("需要 500 金币；你只有 0 金币。 请选择更小的金额。")
+    x.page.keyboard.press("Escape")
 
     # The switch in the header: English, kept for the next pages.
     x.page.get_by_role("button", name="English").click()
     expect(x.page.locator("html")).to_have_attribute("lang", "en")
     expect(x.page.locator("#conn-status")).to_have_text("Connected")
     expect(x.page.locator("#composer-send")).to_have_text("Send")
+    # The switch's cookie outranks the browser's Chinese on the socket too.
+    x.page.locator("#tip-open").click()
+    x.page.fill("#tip-amount", "500")
+    x.page.locator("#tip-send").click()
+    expect(form.locator(".form-error")).to_have_text("You need 500 coins; you have 0. Pick a smaller amount.")
     for viewer in (x, h):
         assert viewer.online_errors() == []
 
@@ -369,7 +400,7 @@ DIM_TEXT = [
 
 
 def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
-    daphne_servers, login_cookie, launch_browser, room
+    daphne_servers, login_cookie, launch_browser, room, screenshot_dir
 ):
     from playwright.sync_api import expect
 
@@ -383,6 +414,7 @@ def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
     b.open_room(SLUG)
     messages = b.page.locator("#messages")
     expect(messages).to_have_attribute("role", "log")
+    expect(messages).to_have_attribute("aria-live", "polite")
 
     h.send("hello https://example.com/a?b=1. and javascript:alert(1)")
     b.send("hi host")
@@ -443,6 +475,7 @@ def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
     # Settings stay in this browser: timestamps off, a bigger text.
     b.page.locator("#settings-open").click()
     b.page.get_by_label("Show timestamps").uncheck()
+    b.page.get_by_label("24-hour clock").check()
     b.page.locator("#settings-form label", has_text="Large").click()
     expect(line.locator(".msg-time")).to_be_hidden()
     b.page.reload()
@@ -451,6 +484,10 @@ def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
     expect(b.page.locator("html")).to_have_attribute("data-font-size", "large")
     b.page.locator("#settings-open").click()
     b.page.get_by_label("Show timestamps").check()
+    shown = b.line("hi host").locator(".msg-time")
+    expect(shown).to_have_text(re.compile(r"^\d{1,2}:\d{2}$"))
+    b.page.get_by_label("24-hour clock").uncheck()
+    expect(shown).to_have_text(re.compile(r"^\d{1,2}:\d{2}\s[AP]M$"))
     b.page.locator("#settings-form label", has_text="Medium").click()
     b.page.keyboard.press("Escape")
 
@@ -459,21 +496,70 @@ def test_keyboard_screen_readers_small_screens_and_what_viewers_expect(
         b.page.emulate_media(color_scheme=scheme)
         assert b.page.evaluate(CONTRAST, DIM_TEXT) == [], scheme
     expect(b.page.locator("body")).to_have_css("background-color", "rgb(255, 255, 255)")
-    shoot(b, "light")
+    shoot(b, screenshot_dir, "light")
     b.page.emulate_media(color_scheme="dark")
 
     # On a phone the people slide over the chat; the chat keeps its size.
     b.page.set_viewport_size(PHONE)
     side = b.page.locator("#side")
     expect(side).to_be_hidden()
+    toggle = b.page.locator("#people-toggle")
+    expect(toggle).to_have_text("2 online")
+    expect(toggle).to_have_accessible_name("People: 2 online")
     before = b.page.locator("#scroller").bounding_box()
     b.page.locator("#people-toggle").click()
     expect(side).to_be_visible()
     expect(b.page.locator("#audience-list")).to_contain_text("bob")
     assert b.page.locator("#scroller").bounding_box() == before
-    b.page.screenshot(path=str(SCREENS / "roster-phone.png"))
+    b.page.screenshot(path=str(screenshot_dir / "roster-phone.png"))
     b.page.locator("#side-close").click()
     expect(side).to_be_hidden()
     assert b.page.evaluate(f"{active}.id") == "people-toggle"
-    for viewer in (h, b):
-        assert viewer.online_errors() == []
+    assert b.online_errors() == []
+
+    # A host's card says whether someone is banned, and offers Ban… or Unban, not both.
+    h.line("hi host").locator("button.author").click()
+    expect(card.locator(".card-standing")).to_contain_text("Not banned")
+    expect(card.get_by_role("menuitem", name="Unban")).to_have_count(0)
+    expect(card.get_by_role("menuitem", name="Ban…")).to_be_visible()
+    h.page.keyboard.press("Escape")
+    assert command(h, SLUG, {"type": "ban", "user": "bob", "seconds": 3600, "reason": "spam"})["type"] == "ack"
+    h.line("hi host").locator("button.author").click()
+    expect(card.locator(".card-standing")).to_contain_text("Banned until")
+    expect(card.get_by_role("menuitem", name="Ban…")).to_have_count(0)
+    # The card grew when its details came: it still fits on the screen.
+    box, height = card.bounding_box(), h.page.viewport_size["height"]
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, (box, height)
+    card.get_by_role("menuitem", name="Unban").click()
+    expect(h.toast("bob is no longer banned.")).to_be_visible()
+    assert h.online_errors() == []
+
+
+def test_coins_granted_in_the_admin_reach_the_open_page(daphne_servers, login_cookie, launch_browser, room):
+    from playwright.sync_api import expect
+
+    staff = get_user_model().objects.create_superuser("sam_staff", password=PASSWORD)
+    bob = make_user("bob")
+    do_grant_coins(None, user_id=bob.pk, amount=5)
+    cookies = login_cookie(staff), login_cookie(bob)
+    (server,) = daphne_servers(1)
+    browser = launch_browser()
+    s, b = Viewer(browser, server, cookies[0]), Viewer(browser, server, cookies[1])
+    b.open_room(SLUG)
+    b.page.locator("#tip-open").click()
+    balance = b.page.locator("#tip-form .tip-balance")
+    expect(balance).to_have_text("Balance: 5 coins")
+
+    missing = []
+    s.page.on("response", lambda response: response.status == 404 and missing.append(response.url))
+    s.page.goto(f"{server.http_url}/admin/rooms/wallet/")
+    s.page.locator("#result_list tr", has_text="bob").locator("input.action-select").check()
+    s.page.select_option("select[name=action]", "grant_1000")
+    s.page.locator("button[name=index]").click()
+    expect(s.page.locator(".messagelist")).to_contain_text("Granted 1000 coins to 1 wallet(s).")
+
+    # bob's page was told, and his tip form with it, without a reload.
+    expect(balance).to_have_text("Balance: 1,005 coins")
+    assert b.online_errors() == []
+    # The admin's own pages have no icon, so Chromium asks for /favicon.ico.
+    assert [url for url in missing if not url.endswith("/favicon.ico")] == []
