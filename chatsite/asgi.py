@@ -11,17 +11,25 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from rooms.delivery import drain  # noqa: E402
+from rooms.delivery.transport import drain_on_sigterm  # noqa: E402
+from rooms.metrics import MetricsEndpoint  # noqa: E402
 from rooms.middleware import OriginCheckMiddleware, SessionUserMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # GET /metrics to CHAT_METRICS_ALLOW, answered before Django; the rest is Django's.
+        "http": MetricsEndpoint(django_asgi_app),
         # A handshake from anywhere but the site's own origins (scheme, host and port) is
         # refused with 403: no cross-site hijacking.
         "websocket": OriginCheckMiddleware(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Under daphne, SIGTERM closes the viewers a few at a time (1012) and flushes the room
+# writers before the process exits (docs/deploy.md, "Stopping a process").
+drain_on_sigterm(drain.drain)
 
 # A full garbage collection walks every tracked object, and each open connection holds
 # ~140 of them (its middleware coroutines, tasks, protocol objects): with thousands of

@@ -5,6 +5,7 @@ Every value comes from the environment, with defaults that give the embedded mod
 startup rather than surfacing later as odd behaviour.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -48,6 +49,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def ip_networks(name: str, items: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The addresses and CIDR networks (`10.0.0.0/8`, `::1`) of variable `name`."""
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP addresses or networks, not {item!r}") from None
+    return tuple(networks)
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -251,13 +263,15 @@ LOGGING = {
         "json": {"()": "chatsite.logging.JsonFormatter"},
     },
     "filters": {
+        # Ahead of the throttle: every Redis and database failure is counted (/metrics).
+        "count_errors": {"()": "rooms.metrics.ErrorCounter"},
         "redis_errors": {"()": "chatsite.logging.RedisErrorThrottle", "seconds": LOG_REDIS_ERRORS_EVERY_SECONDS},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_JSON else "text",
-            "filters": ["redis_errors"],
+            "filters": ["count_errors", "redis_errors"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -350,3 +364,11 @@ if any(char in CHAT_OVERLAY_FRAME_ANCESTORS for char in ";,"):
         "CHAT_OVERLAY_FRAME_ANCESTORS is CSP sources separated by spaces (e.g. `'self' https://studio.example.com`), "
         f"not {CHAT_OVERLAY_FRAME_ANCESTORS!r}"
     )
+
+# Who may read GET /metrics: addresses and networks, compared with the TCP peer of a
+# request that came straight to the process (rooms.metrics.scrape_allowed).
+CHAT_METRICS_ALLOW = ip_networks("CHAT_METRICS_ALLOW", env_list("CHAT_METRICS_ALLOW", ["127.0.0.1", "::1"]))
+# On SIGTERM a process closes its viewers (1012) spread evenly over this many seconds,
+# so that they come back on the other processes a few at a time, then exits
+# (rooms/delivery/drain.py). 0 closes them all at once.
+CHAT_DRAIN_SECONDS = env_int("CHAT_DRAIN_SECONDS", 10, minimum=0)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from rooms import selectors, services
+from rooms import metrics, selectors, services
 from rooms.dbpaths import reads, writes
 from rooms.delivery import welcome
 from rooms.errors import Busy, ChatError, RateLimited
@@ -42,19 +43,25 @@ async def send(conn, command: Command) -> asyncio.Task:
     # The host team's and staff's lines go first and are never refused as busy.
     priority = is_team(conn.me["role"]) or bool(conn.me.get("staff"))
     if not priority and conn.sends_in_flight >= SENDS_IN_FLIGHT_MAX:
+        metrics.SHED_SENDS_IN_FLIGHT.inc()
         raise Busy(_("You have messages still being sent; wait for them first."), retry_after=1.0)
     conn.sends_in_flight += 1
     return conn.spawn(_store(conn, request, priority=priority, client_id=command.client_id))
 
 
 async def _store(conn, request: services.SendRequest, *, priority: bool, client_id: str | None) -> str:
+    started = time.perf_counter()
     try:
         message = await get_writer(conn.room_id).send(request, priority=priority)
         reply = frames.ack(client_id, id=message.pk, seq=message.seq)
+        metrics.SEND_ACK_SECONDS.observe(time.perf_counter() - started)
+        metrics.command("send", "ok")
     except ChatError as exc:
+        metrics.command("send", exc.code)
         reply = frames.error(exc.code, exc.detail, client_id=client_id, retry_after=exc.retry_after)
     except Exception:
         logger.exception("Storing a message failed")
+        metrics.command("send", "server_error")
         reply = frames.error("server_error", _("Something went wrong; try again."), client_id=client_id)
     finally:
         conn.sends_in_flight -= 1
@@ -66,6 +73,7 @@ async def sync(conn, command: Command) -> str | None:
     # at most; the budget bounds how often, the page how big.
     wait = conn.sync_budget.take()
     if wait is not None:
+        metrics.SHED_SYNC.inc()
         raise RateLimited(_("Too many syncs; wait a moment before the next one."), retry_after=wait)
     page = settings.CHAT_HISTORY_RESUME_MAX if conn.user_id is not None else settings.CHAT_SYNC_PAGE_GUEST
     # Hold live events while replaying so that each event reaches the client once:

@@ -27,14 +27,14 @@ from django.utils import translation
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-from rooms import commands, extensions
+from rooms import commands, extensions, metrics
 from rooms.budget import CommandBudget
 from rooms.dbpaths import reads, writes
-from rooms.delivery import welcome
+from rooms.delivery import drain, welcome
 from rooms.delivery.hub import get_hub
 from rooms.delivery.stream import Delivery, FellBehind, Frame, Thinned, ViewerStream
 from rooms.delivery.transport import transport_for
-from rooms.errors import ChatError
+from rooms.errors import Busy, ChatError
 from rooms.permissions import is_team
 from rooms.presence import Entry, get_presence
 from rooms.protocol import Close, Command, ProtocolError, frames, parse_after, parse_client_frame
@@ -75,12 +75,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.session_key: str | None = getattr(self.scope.get("session"), "session_key", None)
         self.room_id: int | None = None
         self.closed = False
+        # Closing for a drain: answers on their way still go out, new commands get busy.
+        self.leaving = False
+        self.counted = False
         self.limit_keys: list[str] = []
         self.sends_in_flight = 0
         self._tasks: set[asyncio.Task] = set()
         # The last reply on its way: the next one goes after it.
         self._last_reply: asyncio.Future | None = None
         self.transport = transport_for(self.base_send)
+        if drain.draining():
+            # A handshake that got in as the process began to drain: go elsewhere now.
+            await self.accept()
+            await self.close(code=Close.SERVICE_RESTART)
+            return
         after, after_refused = parse_after(self.scope.get("query_string", b""))
         self.hub = get_hub()
         state = await reads(welcome.viewer_state)(
@@ -89,6 +97,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.transport.connecting()
         await self.accept()
         self.transport.accepted()
+        metrics.WEBSOCKETS.inc()
+        self.counted = True
         if state is None:
             await self.close(code=Close.NOT_FOUND)
             return
@@ -142,8 +152,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        metrics.closed(code)
+        if code is not None and self.transport.close_frame(code):
+            return
+        await super().close(code=code, reason=reason)
+
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        if self.counted:
+            self.counted = False
+            metrics.WEBSOCKETS.dec()
         # Sends on their way are stored or refused as usual; their answers go nowhere.
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -186,6 +205,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close_by_hub(Close.TOO_FAR_BEHIND)
 
     async def close_by_hub(self, code: int) -> None:
+        if self.closed:
+            return
+        if code == Close.SERVICE_RESTART:
+            # The process is draining: a send being stored still gets its ack here, so
+            # that the client does not send it again elsewhere (that would be stored
+            # once, but answered late).
+            self.leaving = True
+            deadline = asyncio.get_running_loop().time() + drain.REPLIES_WAIT_SECONDS
+            # Commands that came meanwhile join the chain, answered busy at once.
+            while self._replies_pending() and (left := deadline - asyncio.get_running_loop().time()) > 0:
+                await asyncio.wait([self._last_reply], timeout=left)
         if not self.closed:
             self.closed = True
             await self.close(code=code)
@@ -253,10 +283,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close_by_hub(Close.FLOODING)
                 return
             client_id = command.client_id if command is not None else refused.client_id
+            metrics.SHED_RATE_LIMITED.inc()
+            metrics.command(_kind(command), "rate_limited")
             reply = frames.error(
                 "rate_limited", _("Too many commands; slow down."), client_id=client_id, retry_after=wait
             )
         elif command is None:
+            metrics.command("invalid", refused.code)
             reply = frames.error(refused.code, refused.detail, client_id=refused.client_id)
         else:
             reply = await self._run(command)
@@ -283,12 +316,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _run(self, command: Command) -> str | asyncio.Future | None:
         """The one reply to a parsed command: its text, a future of it (a send being
         stored), or None when the command sent it already."""
+        kind = _kind(command)
         try:
+            if self.leaving:
+                raise Busy(_("This server is restarting; send it again once reconnected."), retry_after=1.0)
             own = commands.COMMANDS.get(command.type)
             if own is not None:
-                return await own(self, command)
+                reply = await own(self, command)
+                if not isinstance(reply, asyncio.Future):  # a send counts itself once stored
+                    metrics.command(kind, "ok")
+                return reply
             other = extensions.socket_commands.get(command.type)
             if other is None:
+                metrics.command(kind, "unknown_type")
                 return frames.error(
                     "unknown_type",
                     format_lazy(_("This server does not serve {type!r}."), type=command.type),
@@ -297,11 +337,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             result = await writes(other.run)(self.user, room_id=self.room_id, **command.args)
             if other.apply is not None:
                 other.apply(self, result)
+            metrics.command(kind, "ok")
             return other.reply(command.client_id, result)
         except ChatError as exc:
+            metrics.command(kind, exc.code)
             return frames.error(exc.code, exc.detail, client_id=command.client_id, retry_after=exc.retry_after)
         except Exception:
             logger.exception("Command %s failed", command.type)
+            metrics.command(kind, "server_error")
             return frames.error("server_error", _("Something went wrong; try again."), client_id=command.client_id)
 
 
@@ -315,6 +358,16 @@ def language_of(scope: dict[str, Any]) -> str:
         if name == b"accept-language":
             request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
     return translation.get_language_from_request(request)
+
+
+def _kind(command: Command | None) -> str:
+    """The command's type as a metric label: only the types this server serves, so that
+    what clients type cannot grow the number of series."""
+    if command is None:
+        return "invalid"
+    if command.type in commands.COMMANDS or command.type in extensions.socket_commands:
+        return command.type
+    return "unknown"
 
 
 def _budget_for(me: dict[str, Any]) -> dict[str, float]:

@@ -22,6 +22,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from rooms import metrics
+
 logger = logging.getLogger(__name__)
 
 SITE_GROUP = "site"
@@ -117,6 +119,7 @@ class Publisher:
         if len(self._outgoing) >= MAX_PENDING_PUBLISHES:
             # The channel layer is down or hanging. The event is stored; viewers fill
             # the hole from the log (their next frame's seq, or their next ping).
+            metrics.SHED_PUBLISH.inc()
             logger.warning("Channel layer backlog full; dropping a live delivery to %s", group)
             return
         self._outgoing.append((group, message))
@@ -171,6 +174,12 @@ _publishers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # The publisher of the most recently started event loop, which in a server process is
 # its only one: where sync code hands its publishes (see _group_send).
 _server_publisher: Publisher | None = None
+
+
+def publishes_pending() -> bool:
+    """Whether this process's publisher still has events to hand to the channel layer."""
+    publisher = _server_publisher
+    return publisher is not None and (publisher.task is not None or bool(publisher._outgoing))
 
 
 def start_publisher() -> Publisher:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+from rooms import metrics
 from rooms.dbpaths import writes
 from rooms.delivery.lag import loop_lag
 from rooms.errors import Busy
@@ -78,6 +79,7 @@ class RoomWriter:
             wait = max(self.queued_seconds + self.send_seconds, loop_lag()) - admission
             self.load.offered(refused=wait > 0, capacity=1 / self.send_seconds)
             if wait > 0:
+                metrics.SHED_ADMISSION.inc()
                 raise Busy(
                     _("The room is too busy to take your message right now; it was not sent."),
                     # Spread the retries, so that the refused do not all come back at once.
@@ -101,6 +103,7 @@ class RoomWriter:
         try:
             while self.team or self.members:
                 batch = self._next_batch()
+                metrics.WRITE_BATCH_SENDS.observe(len(batch))
                 started = time.perf_counter()
                 try:
                     answers = await writes(check_send_messages)(self.room_id, [waiting.request for waiting in batch])
@@ -196,3 +199,13 @@ def get_writer(room_id: int) -> RoomWriter:
     if writer is None:
         writer = writers[room_id] = RoomWriter(room_id)
     return writer
+
+
+def idle() -> bool:
+    """No room writer of the process holds a send or has a write in flight (a drain waits for this)."""
+    return not any(w.draining or w.team or w.members for writers in list(_writers.values()) for w in writers.values())
+
+
+def queued_sends() -> int:
+    """Sends waiting in every room writer of the process (for the metrics)."""
+    return sum(len(w.team) + len(w.members) for writers in list(_writers.values()) for w in list(writers.values()))

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from rooms import realtime
+from rooms import metrics, realtime
 from rooms.dbpaths import reads
 from rooms.delivery import lag, welcome
 from rooms.delivery.stream import Delivery, Frame, Thinned
@@ -273,6 +273,7 @@ class RoomFeed:
                     await viewer.offer(deliveries, frame, actors, first_seq, last_seq, dense, thinned)
                 except Exception:
                     logger.exception("Delivery to %s failed", viewer.conn_id)
+            metrics.flushed(len(deliveries), len(self.viewers))
         for user_id, code in closes:
             for viewer in [v for v in self.viewers if v.user_id == user_id]:
                 await viewer.close_by_hub(code)
@@ -301,6 +302,7 @@ class RoomFeed:
                 skipped.append(d)
         if not skipped:
             return None
+        metrics.SHED_READABLE.inc(len(skipped))
         for_user: dict[int, list[Delivery]] = {}
         for d in skipped:
             for user_id in d.concerns:

@@ -60,6 +60,11 @@ def loop_lag() -> float:
     return watch.lag() if watch is not None else 0.0
 
 
+def worst_lag() -> float:
+    """loop_lag() of the most lagging loop watched, from any thread (for the metrics)."""
+    return max((watch.lag() for watch in list(_watches.values())), default=0.0)
+
+
 def stop_watch() -> None:
     watch = _watches.pop(asyncio.get_running_loop(), None)
     if watch is not None:

@@ -2,7 +2,8 @@
 or Autobahn.
 
 `transport_for(send)` picks the transport of a connection from the ASGI `send` the
-server gave it. Under daphne it is a DaphneTransport: fan-out frames are framed once
+server gave it; `drain_on_sigterm(drain)` makes daphne's SIGTERM drain the process
+(rooms.delivery.drain) rather than stop it at once. Under daphne it is a DaphneTransport: fan-out frames are framed once
 for all viewers and written straight to the socket, what a viewer that stopped reading
 has queued is known (so it can be told to resume from the log instead of growing), and
 what a client may send unread is bounded. Under any other ASGI server it is an
@@ -13,13 +14,19 @@ rooms/tests/test_daphne_glue.py fails when an upgrade moves what this relies on.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
 
 from rooms.delivery.stream import Frame
+
+logger = logging.getLogger(__name__)
 
 # Bytes the server may hold for one viewer that is not reading before it is told to
 # resync from the log: bounds memory per connection whatever the room does.
@@ -36,6 +43,21 @@ INBOUND_FRAMES_HIGH = 32
 INBOUND_FRAMES_LOW = 8
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class FramesWritten:
+    """Frames written to viewers, by path: plain integers, which only the event loop
+    changes, read by rooms.metrics when Prometheus asks (a Prometheus counter takes a
+    lock per increment, too dear once per viewer per frame)."""
+
+    __slots__ = ("fast", "asgi")
+
+    def __init__(self) -> None:
+        self.fast = 0
+        self.asgi = 0
+
+
+frames_written = FramesWritten()
 
 
 class AsgiTransport:
@@ -55,9 +77,15 @@ class AsgiTransport:
     def frame_handled(self) -> None:
         """After the consumer handled one client frame."""
 
+    def close_frame(self, code: int) -> bool:
+        """Send the close frame with `code` itself, when closing through ASGI cannot:
+        True if it did, False to close through ASGI as usual."""
+        return False
+
     async def write(self, frame: Frame) -> bool:
         """Write one frame; False if the viewer has too much unread already (it is to
         resume from the log)."""
+        frames_written.asgi += 1
         await self._send({"type": "websocket.send", "text": frame.text})
         return True
 
@@ -88,6 +116,18 @@ class DaphneTransport:
             if self.ws.transport is not None:
                 self.ws.transport.resumeProducing()
 
+    def close_frame(self, code: int) -> bool:
+        # Autobahn lets application code close with 1000 or 3000-4999 only, but a server
+        # going away closes with 1012 (service restart, IANA-registered): that one frame
+        # is sent the way Autobahn's sendClose sends it, without the check. (A handshake
+        # not accepted yet is refused through ASGI whatever the code: HTTP 403.)
+        ws = self.ws
+        if code == 1000 or 3000 <= code <= 4999 or ws.state == ws.STATE_CONNECTING:
+            return False
+        if ws.state == ws.STATE_OPEN:
+            ws.sendCloseFrame(code=code, isReply=False)
+        return True
+
     async def write(self, frame: Frame) -> bool:
         ws = self.ws
         transport = ws.transport
@@ -95,6 +135,7 @@ class DaphneTransport:
             return True
         if len(transport.dataBuffer) - transport.offset + transport._tempDataLen > BACKLOG_MAX:
             return False
+        frames_written.fast += 1
         wire = frame.wire
         if wire is None:
             wire = frame.wire = _framed(frame.text)
@@ -176,6 +217,8 @@ _PROTOCOL_ATTRS = (
     "onMessage",
     "onMessageFrameBegin",
     "failByDrop",
+    "sendCloseFrame",
+    "STATE_CONNECTING",
 )
 _TCP_ATTRS = ("dataBuffer", "offset", "_tempDataLen", "socket", "connected", "disconnecting", "pauseProducing")
 
@@ -229,3 +272,86 @@ def _write_now(transport, data: bytes) -> None:
         return
     if sent < len(data):
         transport.write(data[sent:])
+
+
+# Draining under daphne.
+#
+# daphne runs Twisted's reactor with its signal handlers: SIGTERM stops the reactor at
+# once, and daphne's "before shutdown" trigger then cancels every application, so the
+# viewers see their sockets drop together. A trigger of our own cannot go first: Twisted
+# calls every "before" trigger at once and only then waits for their Deferreds. So once
+# the reactor runs (and has installed its handlers), SIGTERM is taken over: stop
+# listening, drain, then stop the reactor the usual way. A second SIGTERM stops at once.
+
+
+def drain_on_sigterm(drain: Callable[[], Awaitable[None]]) -> bool:
+    """Under daphne, make SIGTERM stop accepting connections, await `drain()` and then
+    stop the server; False, doing nothing, under any other server. Called when the
+    application is imported, before daphne starts its reactor."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if "daphne.server" not in sys.modules or reactor is None:
+        return False
+    reactor.callWhenRunning(_take_sigterm, reactor, drain)
+    return True
+
+
+def _take_sigterm(reactor, drain: Callable[[], Awaitable[None]]) -> None:
+    # daphne's Server, reached through the factories of the sockets it listens on.
+    servers = {getattr(port.factory, "server", None) for port in _listening_ports(reactor)} - {None}
+    began = False
+
+    def on_sigterm(signum, frame) -> None:
+        nonlocal began
+        if began:
+            reactor.callFromThread(_stop, reactor, servers)
+            return
+        began = True
+        reactor.callFromThread(_begin_drain, reactor, servers, drain)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _listening_ports(reactor) -> list:
+    from twisted.internet import tcp
+
+    # tcp.Port covers TCP, adopted descriptors (--fd) and Unix sockets alike.
+    return [reader for reader in reactor.getReaders() if isinstance(reader, tcp.Port)]
+
+
+def _begin_drain(reactor, servers: set, drain: Callable[[], Awaitable[None]]) -> None:
+    logger.info("SIGTERM: no longer accepting connections; draining")
+    # Closing the listening sockets, rather than refusing handshakes, lets a proxy send
+    # the next connection to another process at once (nginx: "connection refused").
+    for port in _listening_ports(reactor):
+        port.stopListening()
+    task = asyncio.ensure_future(drain())
+
+    def drained(done: asyncio.Future) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.error("The drain failed; stopping anyway", exc_info=done.exception())
+        _stop(reactor, servers)
+
+    task.add_done_callback(drained)
+
+
+def _stop(reactor, servers: set) -> None:
+    _settle_idle_connections(servers)
+    if reactor.running:
+        reactor.stop()
+
+
+def _settle_idle_connections(servers: set) -> None:
+    """daphne's shutdown trigger (Server.kill_all_applications) reads
+    connections[protocol]["application_instance"] of every entry, but an entry has none
+    when no application runs for it: a request whose headers have not all arrived
+    (daphne makes the entry on its first line), or the HTTP request that a WebSocket
+    handshake upgraded, until daphne's once-a-second sweep removes it. The KeyError
+    ended the trigger (the other applications were never cancelled) and Twisted logged
+    it as CRITICAL. Such an entry gets a finished placeholder, which daphne skips."""
+    loop = asyncio.get_event_loop()
+    for server in servers:
+        for details in server.connections.values():
+            if "application_instance" not in details:
+                finished = loop.create_future()
+                finished.set_result(None)
+                details["application_instance"] = finished

@@ -34,6 +34,8 @@ class Close:
     NORMAL = 1000
     SERVER_ERROR = 1011
     TOO_BIG = 1009
+    # This process is shutting down: reconnect (to another one) after a moment's jitter.
+    SERVICE_RESTART = 1012
     KICKED = 4000
     FORBIDDEN = 4403
     NOT_FOUND = 4404

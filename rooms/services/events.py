@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 from django.utils import timezone
 
-from rooms import realtime
+from rooms import metrics, realtime
 from rooms.errors import NoSuchRoom
 from rooms.models import RoomEvent
 from rooms.protocol import encode, iso
@@ -66,8 +66,10 @@ def publish_on_commit(
     # Encoded here, once: every process and every viewer forwards this same text.
     text = encode(event.data)
     room_id, seq, actor_id = event.room_id, event.seq, event.actor_id
-    transaction.on_commit(
-        lambda: realtime.publish_room_event(
+
+    def stored() -> None:
+        metrics.EVENTS_STORED.inc()
+        realtime.publish_room_event(
             room_id,
             seq=seq,
             actor_id=actor_id,
@@ -76,7 +78,8 @@ def publish_on_commit(
             skippable=skippable,
             concerns=concerns,
         )
-    )
+
+    transaction.on_commit(stored)
 
 
 def append_event(

@@ -194,6 +194,7 @@ def test_daphne_sends_get_the_daphne_transport_and_others_the_asgi_one():
         pauseProducing=lambda: None,
     )
     ws.send_queue, ws.sendData, ws.state, ws.STATE_OPEN, ws.failByDrop = [], None, 3, 3, True
+    ws.sendCloseFrame, ws.STATE_CONNECTING = None, 1
 
     def handle_reply(protocol, message):
         pass
@@ -249,3 +250,46 @@ def test_every_daphne_attribute_the_transport_reads_exists():
     twisted_source = inspect.getsource(abstract)
     for name in ("dataBuffer", "_tempDataLen", "self.offset"):
         assert name in twisted_source, name
+
+
+def test_1012_goes_out_as_a_close_frame_past_autobahns_check_and_other_codes_through_asgi():
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    frames = []
+    ws = SimpleNamespace(
+        STATE_CONNECTING=WebSocketProtocol.STATE_CONNECTING,
+        STATE_OPEN=WebSocketProtocol.STATE_OPEN,
+        state=WebSocketProtocol.STATE_OPEN,
+        sendCloseFrame=lambda **frame: frames.append(frame),
+    )
+    transport = DaphneTransport(ws)
+
+    assert transport.close_frame(1012) is True
+    assert frames == [{"code": 1012, "isReply": False}]
+    # Codes Autobahn takes from the application go through daphne as usual.
+    assert transport.close_frame(4409) is False and transport.close_frame(1000) is False
+    # A handshake not accepted yet is refused by daphne (HTTP 403), whatever the code.
+    ws.state = WebSocketProtocol.STATE_CONNECTING
+    assert transport.close_frame(1012) is False
+    assert len(frames) == 1
+    assert AsgiTransport(None).close_frame(1012) is False
+
+
+def test_daphne_still_has_what_the_drain_relies_on():
+    """Draining hooks SIGTERM once Twisted has installed its handlers, finds daphne's
+    Server through the listening ports, and settles the entries daphne's shutdown
+    trigger would trip over: an upgrade that changes any of it must fail here."""
+    from autobahn.websocket.protocol import WebSocketProtocol
+    from daphne.http_protocol import HTTPFactory
+    from daphne.server import Server
+    from twisted.internet import base, tcp
+
+    assert 'details["application_instance"]' in inspect.getsource(Server.kill_all_applications)
+    assert "self.server = server" in inspect.getsource(HTTPFactory.__init__)
+    assert callable(tcp.Port.stopListening)
+    # Twisted installs its SIGTERM handler while the reactor starts, before the
+    # "after startup" triggers that callWhenRunning adds.
+    assert "self._signals.install()" in inspect.getsource(base.ReactorBase._reallyStartRunning)
+    # Autobahn refuses 1012 from sendClose, not from sendCloseFrame.
+    assert "3000 <= code <= 4999" in inspect.getsource(WebSocketProtocol.sendClose)
+    assert "3000 <= code" not in inspect.getsource(WebSocketProtocol.sendCloseFrame)

@@ -45,6 +45,9 @@ def test_redis_layer_survives_redis_py_8_1_defaults(monkeypatch):
         {"CHAT_BODY_MAX_CHARS": "0"},
         {"DATABASE_URL": "nosuchscheme://x"},
         {"DJANGO_HTTPS": "1"},  # production without a secret key
+        {"CHAT_METRICS_ALLOW": "127.0.0.1,localhost"},
+        {"CHAT_METRICS_ALLOW": "10.0.0.0/33"},
+        {"CHAT_DRAIN_SECONDS": "soon"},
     ],
 )
 def test_junk_configuration_fails_at_startup(monkeypatch, env):

@@ -15,6 +15,9 @@ export const DEAD_AFTER_MS = 45_000;
 export const GAP_WAIT_MS = 300;
 export const STABLE_AFTER_MS = 10_000;
 export const KICKED_WAIT_MS = 10_000;
+// A server that is shutting down closes its viewers a few at a time; each waits a random
+// moment on top, so that a room's worth never knocks on the next server at once.
+export const RESTART_JITTER_MS = 2_000;
 const SYNC_TIMEOUT_MS = 10_000;
 const LONG_HIDDEN_MS = 30_000;
 const PROBE_TIMEOUT_MS = 5_000;
@@ -58,6 +61,9 @@ export function closePolicy(code, attempt, random = Math.random) {
     case codes.too_far_behind:
       // The server dropped us for falling behind; the log has everything, so resume now.
       return { reconnect: true, delay: 0, reason: "behind", countsAsFailure: false };
+    case codes.service_restart:
+      // The server is going away, not failing: resume (elsewhere) soon, from the log.
+      return { reconnect: true, delay: Math.floor(random() * RESTART_JITTER_MS), reason: "restart", countsAsFailure: false };
     case codes.flooding:
       return {
         reconnect: true,

@@ -23,6 +23,7 @@ export const limits = {
     heartbeat: 4408,
     too_far_behind: 4409,
     flooding: 4429,
+    service_restart: 1012,
   },
 };
 

@@ -285,3 +285,13 @@ async def test_django_sees_https_through_nginx_and_probes_reach_each_daphne(daph
     assert "Strict-Transport-Security" in headers
     for server in servers:
         assert server.get("/readyz")[0] == 200
+        # Straight to each daphne from this machine: the metrics; through nginx: not found.
+        assert server.get("/metrics")[0] == 200
+
+    def status_of(path: str) -> int:
+        try:
+            return get(path)[0]
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert await sync_to_async(status_of)("/metrics") == 404
