@@ -91,6 +91,17 @@ PRESETS: dict[str, dict] = {
         server_env=["CHAT_SEND_BURST_COUNT=100000", "CHAT_SEND_SUSTAINED_COUNT=100000",
                     "CHAT_COMMANDS_PER_SECOND=100", "CHAT_COMMANDS_BURST=200"],
     ),
+    "huge": dict(
+        help="10,000 viewers; 200 msg/s from 25 members and 2 msg/s from 2 moderators, 30 s: the readable feed "
+             "(member lines per viewer <= the readable rate), no priority event lost, p99",
+        # Connecting 10,000 as idle-10000 does (~70/s on one core: about 2.5 minutes).
+        load=dict(viewers=10000, senders=25, rate=200, duration=30, warmup=5, ramp=100, drain=15,
+                  team_senders=2, team_rate=2),
+        members=True,
+        # Members at 8 msg/s each: only the room's capacity and its readable feed may hold them back.
+        server_env=["CHAT_SEND_BURST_COUNT=100000", "CHAT_SEND_SUSTAINED_COUNT=100000",
+                    "CHAT_COMMANDS_PER_SECOND=100", "CHAT_COMMANDS_BURST=200"],
+    ),
     "ceiling": dict(
         help="the generator's own ceiling against bench/fanout_server.py (use with --server fanout)",
         load=dict(viewers=1000, senders=25, rate=200, duration=15, warmup=3, ramp=2000, connect_concurrency=200),
