@@ -1,10 +1,14 @@
 """Bench fixtures: a room, sender users who are its moderators, and their sessions.
 
+With `--members` the senders are plain members instead (their lines are what a readable
+feed may leave out), and `--team-senders K` adds K more users made moderators, whose
+lines are never left out (their sessions in "team_sessions").
+
 Run in its own process (run.py does) with the server's DJANGO_SETTINGS_MODULE,
 DATABASE_URL and REDIS_URL, so the load generator itself never imports Django. Prints
 one JSON object on its last line of stdout:
 
-    {"room_id": 1, "slug": "bench-1", "last_seq": 0, "sessions": ["...", ...]}
+    {"room_id": 1, "slug": "bench-1", "last_seq": 0, "sessions": ["...", ...], "team_sessions": [...]}
 
 Idempotent: users and the room are reused when they exist; sessions are new each time.
 
@@ -30,7 +34,8 @@ def setup_django() -> None:
 
 
 def make(
-    slug: str, senders: int, host: str, sender_prefix: str, live: bool, log_events: int = 0, members: bool = False
+    slug: str, senders: int, host: str, sender_prefix: str, live: bool, log_events: int = 0, members: bool = False,
+    team_senders: int = 0, team_prefix: str = "bench-team-",
 ) -> dict:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
@@ -61,22 +66,29 @@ def make(
         for i in range(log_events - room.last_seq):
             services.do_send_message(author, room_id=room.pk, body=f"backlog line {i} " + "x" * 80)
 
-    sessions = []
     team = set(Membership.objects.filter(room=room).values_list("user__username", flat=True))
-    for i in range(senders):
-        name = f"{sender_prefix}{i}"
-        u = user(name)
-        if name not in team and not members:
-            # Moderators are exempt from the member send rate limit (5 per 5 s).
-            services.do_set_role(None, room_id=room.pk, username=name, role="moderator")
-        s = SessionStore()
-        s[SESSION_KEY] = str(u.pk)
-        s[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-        s[HASH_SESSION_KEY] = u.get_session_auth_hash()
-        s.create()
-        sessions.append(s.session_key)
+
+    def sessions_for(prefix: str, n: int, moderators: bool) -> list[str]:
+        keys = []
+        for i in range(n):
+            name = f"{prefix}{i}"
+            u = user(name)
+            if name not in team and moderators:
+                # Moderators are exempt from the member send rate limit (5 per 5 s).
+                services.do_set_role(None, room_id=room.pk, username=name, role="moderator")
+            s = SessionStore()
+            s[SESSION_KEY] = str(u.pk)
+            s[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+            s[HASH_SESSION_KEY] = u.get_session_auth_hash()
+            s.create()
+            keys.append(s.session_key)
+        return keys
+
+    sessions = sessions_for(sender_prefix, senders, not members)
+    team_sessions = sessions_for(team_prefix, team_senders, True)
     room.refresh_from_db()
-    return {"room_id": room.pk, "slug": room.slug, "last_seq": room.last_seq, "sessions": sessions}
+    return {"room_id": room.pk, "slug": room.slug, "last_seq": room.last_seq, "sessions": sessions,
+            "team_sessions": team_sessions}
 
 
 def main(argv=None) -> None:
@@ -88,9 +100,12 @@ def main(argv=None) -> None:
     p.add_argument("--not-live", dest="live", action="store_false")
     p.add_argument("--log-events", type=int, default=0, help="fill the room's log to at least this many events")
     p.add_argument("--members", action="store_true", help="senders are members, not moderators")
+    p.add_argument("--team-senders", type=int, default=0, help="extra senders made moderators (the host team)")
+    p.add_argument("--team-prefix", default="bench-team-")
     args = p.parse_args(argv)
     setup_django()
-    out = make(args.slug, args.senders, args.host_user, args.sender_prefix, args.live, args.log_events, args.members)
+    out = make(args.slug, args.senders, args.host_user, args.sender_prefix, args.live, args.log_events, args.members,
+               args.team_senders, args.team_prefix)
     print(json.dumps(out))
 
 

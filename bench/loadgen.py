@@ -21,12 +21,21 @@ owed every room event after that up to the room's final `last_seq` (asked with a
 after the senders stop). Anything missing when the drain ends is lost; a seq seen twice
 is a duplicate. A viewer closed with 4409 reconnects with `?after=` and what its
 welcome history (and `sync` pages) bring back counts as recovered.
+
+Readable feeds: a batch with `last_seq` (and `skipped`) vouches that the holes up to
+there were left out on purpose. Priority events, which no feed may leave out (anything
+but a member's message: the host team's lines, room events, ...), are counted apart:
+each parsed frame knows how many it holds, a viewer adds them up, and every priority
+seq after a viewer's baseline is owed to it (known from the team senders' acks and from
+any frame). Member lines a viewer got in the window, per second, are set against the
+readable rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import datetime
 import gc
@@ -169,17 +178,28 @@ class Frame:
 
     __slots__ = (
         "first", "last", "n", "contig", "events", "recv", "recv_slow", "synced", "kinds", "complete_to", "answer",
+        "prio", "n_prio", "n_member", "prio_t", "ascending", "holes",
     )
 
     def __init__(
         self, events: list[tuple[int, int | None]], synced: int | None, kinds: tuple, complete_to: int | None = None,
-        answer: bytes | None = None,
+        answer: bytes | None = None, prio: frozenset = frozenset(), prio_t: tuple = (),
     ):
         self.events = events  # [(seq, send time ns or None)] of the room events, in frame order
         self.n = len(events)
         self.first = events[0][0] if events else 0
         self.last = events[-1][0] if events else 0
         self.contig = bool(events) and all(events[i][0] == self.first + i for i in range(self.n))
+        # Strictly increasing seqs, and how many holes between them (a readable feed's
+        # batch leaves member lines out, so its seqs jump).
+        self.ascending = all(events[i][0] < events[i + 1][0] for i in range(self.n - 1))
+        self.holes = sum(1 for i in range(self.n - 1) if events[i + 1][0] != events[i][0] + 1)
+        # Priority events (never left out of a feed: anything but a member's message) by
+        # seq, and the send times of those among them that carry one.
+        self.prio = prio
+        self.n_prio = len(prio)
+        self.n_member = self.n - self.n_prio
+        self.prio_t = prio_t
         self.recv: list[int] = []  # receive times of normal viewers that took the whole frame
         self.recv_slow: list[int] = []
         self.synced = synced
@@ -195,6 +215,35 @@ CACHE: dict[bytes, Frame] = {}
 ARCHIVE: list[Frame] = []
 CACHE_MAX = 20_000
 PARSE_STATS = Counter()
+# Seqs of every priority event seen in any parsed frame or welcome history.
+PRIO_SEQS: set[int] = set()
+NO_PRIO: frozenset = frozenset()
+
+
+def is_priority(ev: dict) -> bool:
+    """An event a readable feed never leaves out: anything but a message by a member
+    (the host team's and staff's lines, tips, notices, moderation, room events)."""
+    if ev.get("type") != "message":
+        return True
+    author = ev.get("author")
+    if not isinstance(author, dict):
+        # No author brief to go by: counted as ordinary chat.
+        return False
+    return author.get("role") != "member" or bool(author.get("staff"))
+
+
+def body_time(ev: dict) -> int | None:
+    """The send time a generator's message carries in its body ("t=<ns> ...")."""
+    if ev.get("type") != "message":
+        return None
+    body = ev.get("body")
+    if body and body.startswith("t="):
+        sp = body.find(" ", 2)
+        try:
+            return int(body[2:sp] if sp > 0 else body[2:])
+        except ValueError:
+            return None
+    return None
 
 
 def parse_frame(payload: bytes, proto=CHAT) -> Frame:
@@ -215,6 +264,8 @@ def parse_frame(payload: bytes, proto=CHAT) -> Frame:
     events = []
     kinds = []
     synced = None
+    prio = []
+    prio_t = []
     for ev in items:
         seq = ev.get("seq")
         etype = ev.get("type")
@@ -223,18 +274,17 @@ def parse_frame(payload: bytes, proto=CHAT) -> Frame:
             if etype == "synced":
                 synced = (ev.get("last_seq") or 0, bool(ev.get("truncated")))
             continue
-        t = None
-        if etype == "message":
-            body = ev.get("body")
-            if body and body.startswith("t="):
-                sp = body.find(" ", 2)
-                try:
-                    t = int(body[2:sp] if sp > 0 else body[2:])
-                except ValueError:
-                    t = None
+        t = body_time(ev)
+        if is_priority(ev):
+            prio.append(seq)
+            if t is not None:
+                prio_t.append(t)
         events.append((seq, t))
     complete_to = doc.get("last_seq") if kind == "batch" else None
-    frame = Frame(events, synced, tuple(kinds), complete_to, proto.answers.get(kind))
+    if prio:
+        PRIO_SEQS.update(prio)
+    frame = Frame(events, synced, tuple(kinds), complete_to, proto.answers.get(kind),
+                  frozenset(prio) if prio else NO_PRIO, tuple(prio_t))
     _remember(payload, frame)
     return frame
 
@@ -252,6 +302,7 @@ def reset_cache() -> None:
     CACHE.clear()
     ARCHIVE.clear()
     PARSE_STATS.clear()
+    PRIO_SEQS.clear()
 
 
 # ---------------------------------------------------------------------------------------
@@ -281,6 +332,14 @@ class LoadConfig:
     drain: float = 15.0  # max seconds to wait for stragglers after the last send
     body_bytes: int = 64
     sessions: list[str] = field(default_factory=list)  # session keys for senders
+    # The host team: more senders (moderators, whose lines no feed leaves out) with an
+    # open-loop pacer of their own, alongside the senders above.
+    team_senders: int = 0
+    team_rate: float = 0.0  # total messages/s across team senders
+    team_sessions: list[str] = field(default_factory=list)
+    # The server's CHAT_READABLE_MESSAGES_PER_SECOND, shown next to the member lines a
+    # viewer got per second (the generator cannot ask the server for it).
+    readable_rate: float = 20.0
     cookie_name: str = "sessionid"
     conns_per_ip: int = 500  # spread sources over 127.0.0.x, below per-IP limits
     client: str = "raw"  # raw | websockets
@@ -479,6 +538,7 @@ class Viewer(Conn):
     __slots__ = (
         "baseline", "next", "got", "missing", "dups", "reordered", "gaps", "old", "resyncs",
         "recovered", "recovering", "resync_task", "lost_conn", "sync_pending", "base", "skipped",
+        "got_prio", "got_member",
     )
 
     def __init__(self, gen, idx, local_ip):
@@ -499,6 +559,8 @@ class Viewer(Conn):
         self.lost_conn = False
         self.sync_pending = False
         self.skipped = 0
+        self.got_prio = 0  # priority events received (unique), live or recovered
+        self.got_member = 0  # member lines received in the live feed (not recovered)
 
     def on_text(self, payload: bytes, now: int) -> None:
         self.frames += 1
@@ -516,17 +578,31 @@ class Viewer(Conn):
             if frame.complete_to is not None:
                 self.vouch(frame.complete_to)
             return
-        if frame.contig and frame.first == self.next and not self.recovering and frame.complete_to is None:
+        complete_to = frame.complete_to
+        if frame.contig and frame.first == self.next and not self.recovering and complete_to is None:
             self.next = frame.last + 1
-            self.got += frame.n
-            if self.slow:
-                frame.recv_slow.append(now)
-            else:
-                frame.recv.append(now)
+        elif (
+            complete_to is not None and frame.first >= self.next and complete_to >= frame.last
+            and frame.ascending and not self.missing and not self.recovering
+        ):
+            # A readable feed's batch, continuing where the viewer is: what it holds is
+            # new, and every hole up to its last_seq was left out on purpose. The same
+            # as accept() then vouch(), without touching each skipped seq.
+            self.gaps += frame.holes + (frame.first > self.next)
+            self.skipped += complete_to - self.next + 1 - frame.n
+            self.next = complete_to + 1
+        else:
+            self.accept(frame.events, now, frame.prio)
+            if complete_to is not None:
+                self.vouch(complete_to)
             return
-        self.accept(frame.events, now)
-        if frame.complete_to is not None:
-            self.vouch(frame.complete_to)
+        self.got += frame.n
+        self.got_prio += frame.n_prio
+        self.got_member += frame.n_member
+        if self.slow:
+            frame.recv_slow.append(now)
+        else:
+            frame.recv.append(now)
 
     def vouch(self, upto: int) -> None:
         """Everything up to `upto` meant for this viewer was sent: what is missing there
@@ -538,9 +614,11 @@ class Viewer(Conn):
             self.skipped += upto - self.next + 1
             self.next = upto + 1
 
-    def accept(self, events, now: int) -> int:
-        """Per-event accounting for frames that do not simply continue the sequence."""
+    def accept(self, events, now: int, prio: frozenset = NO_PRIO) -> int:
+        """Per-event accounting for frames that do not simply continue the sequence.
+        `prio`: which of these seqs are priority events."""
         taken = 0
+        taken_prio = 0
         pairs = self.gen.pairs_slow if self.slow else self.gen.pairs
         recovering = self.recovering
         for seq, t in events:
@@ -563,11 +641,16 @@ class Viewer(Conn):
                     self.dups += 1
                 continue
             taken += 1
+            if prio and seq in prio:
+                taken_prio += 1
             if t is not None:
                 pairs.append((t, now))
         self.got += taken
+        self.got_prio += taken_prio
         if recovering:
             self.recovered += taken
+        else:
+            self.got_member += taken - taken_prio
         return taken
 
     def on_welcome(self, payload: bytes, now: int) -> None:
@@ -582,18 +665,17 @@ class Viewer(Conn):
         else:
             # A reconnect: the history is what this viewer missed.
             events = []
+            prio = set()
             for ev in doc.get("history") or ():
                 seq = ev.get("seq")
                 if seq is None:
                     continue
-                t = None
-                body = ev.get("body")
-                if ev.get("type") == "message" and body and body.startswith("t="):
-                    sp = body.find(" ", 2)
-                    t = int(body[2:sp] if sp > 0 else body[2:])
-                events.append((seq, t))
+                if is_priority(ev):
+                    prio.add(seq)
+                events.append((seq, body_time(ev)))
+            PRIO_SEQS.update(prio)
             self.recovering = True
-            self.accept(events, now)
+            self.accept(events, now, frozenset(prio))
             self.recovering = False
             if doc.get("history_truncated"):
                 self.request_sync()
@@ -650,10 +732,11 @@ class Viewer(Conn):
 
 
 class Sender(Conn):
-    __slots__ = ("pending", "acked", "errors", "max_seq", "ack_lat", "answer_lat")
+    __slots__ = ("pending", "acked", "errors", "max_seq", "ack_lat", "answer_lat", "team")
 
-    def __init__(self, gen, idx, local_ip, cookie):
+    def __init__(self, gen, idx, local_ip, cookie, team: bool = False):
         super().__init__(gen, idx, local_ip, cookie)
+        self.team = team  # the host team's: its acked seqs are priority events owed to every viewer
         self.pending: dict[str, int] = {}
         self.acked = 0
         self.errors = Counter()
@@ -701,6 +784,8 @@ class Sender(Conn):
             seq = ev.get("seq") or 0
             if seq > self.max_seq:
                 self.max_seq = seq
+            if self.team and seq:
+                self.gen.team_seqs.append(seq)
         elif kind == "error":
             self.errors[ev.get("code") or "?"] += 1
 
@@ -813,6 +898,9 @@ class Generator:
         self.proto = PROTOCOLS[cfg.protocol]()
         self.viewers: list[Viewer] = []
         self.senders: list[Sender] = []
+        self.team: list[Sender] = []
+        self.team_seqs: list[int] = []
+        self.team_sent = 0
         self.close_codes = Counter()
         self.unexpected = Counter()
         self.connect_failures = Counter()
@@ -898,7 +986,7 @@ class Generator:
         interval = self.cfg.app_ping
         frame_payload = self.proto.encode({"type": "ping", "ts": 0})
         while not stop.is_set():
-            conns = [c for c in self.viewers + self.senders if c.client is not None]
+            conns = [c for c in self.viewers + self.senders + self.team if c.client is not None]
             if not conns:
                 await asyncio.sleep(interval)
                 continue
@@ -913,14 +1001,15 @@ class Generator:
                         c.client.send_text(frame_payload)
                 await asyncio.sleep(pause)
 
-    async def _pacer(self, rate: float, live: list[Sender], t_start: float, t_end: float) -> None:
-        """Open loop: message k goes out at t_start + k/rate whatever the server answers."""
+    async def _pacer(self, rate: float, live: list[Sender], t_start: float, t_end: float, team: bool = False) -> None:
+        """Open loop: message k goes out at t_start + k/rate whatever the server answers.
+        `team`: the host team's pacer (counted apart, "team" in its bodies)."""
         cfg = self.cfg
         if rate <= 0 or not live:
             await asyncio.sleep(max(0.0, t_end - time.monotonic()))
             return
-        tag = f"b{random.getrandbits(32):08x}"
-        pad = "x" * max(0, cfg.body_bytes - 34)
+        tag = f"{'team' if team else 'b'}{random.getrandbits(32):08x}"
+        pad = ("team " if team else "") + "x" * max(0, cfg.body_bytes - 34 - (5 if team else 0))
         interval = 1.0 / rate
         k = 0
         nsend = len(live)
@@ -935,7 +1024,10 @@ class Generator:
                 sender = live[k % nsend]
                 if sender.client is not None:
                     sender.send_message(k, tag, pad)
-                    self.sent += 1
+                    if team:
+                        self.team_sent += 1
+                    else:
+                        self.sent += 1
                 k += 1
             nxt = t_start + k * interval
             await asyncio.sleep(max(0.0, nxt - time.monotonic()))
@@ -957,7 +1049,8 @@ class Generator:
 
     async def final_seq(self) -> int | None:
         """The room's last seq, asked with a ping on any open connection."""
-        conns = [c for c in self.senders if c.client is not None] + [c for c in self.viewers if c.client is not None]
+        conns = [c for c in self.senders + self.team if c.client is not None] + [
+            c for c in self.viewers if c.client is not None]
         for c in conns[:3]:
             cid = f"final-{c.idx}-{random.getrandbits(24)}"
             fut = asyncio.get_running_loop().create_future()
@@ -1022,6 +1115,15 @@ class Generator:
         self.connect_info = await self.connect_many(self.viewers, cfg.ramp)
         self.connect_senders_info = None
         await self.ensure_senders(cfg.senders)
+        if cfg.team_senders:
+            self.team = [
+                Sender(self, -2 - i, self.local_ip(cfg.viewers + i),
+                       cfg.team_sessions[i % len(cfg.team_sessions)] if cfg.team_sessions else None, team=True)
+                for i in range(cfg.team_senders)
+            ]
+            info = await self.connect_many(self.team, cfg.ramp)
+            if info["connected"] < len(self.team):
+                print(f"warning: {len(self.team) - info['connected']} team senders did not connect", file=sys.stderr)
         await asyncio.sleep(cfg.settle)
         self.snap_connected = self.probe.snapshot()
 
@@ -1049,12 +1151,12 @@ class Generator:
             self.stop_event.set()
         for task in getattr(self, "bg_tasks", ()):
             task.cancel()
-        for c in self.viewers + self.senders:
+        for c in self.viewers + self.senders + self.team:
             if isinstance(c, Viewer) and c.resync_task is not None and not c.resync_task.done():
                 c.resync_task.cancel()
             c.close()
         await asyncio.sleep(0.5)
-        for c in self.viewers + self.senders:
+        for c in self.viewers + self.senders + self.team:
             if c.client is not None:
                 c.client.abort()
 
@@ -1063,7 +1165,7 @@ class Generator:
         caught up, so that a step does not measure the backlog of the one before."""
         t0 = time.monotonic()
         deadline = t0 + timeout
-        while time.monotonic() < deadline and any(s.pending for s in self.senders if s.client is not None):
+        while time.monotonic() < deadline and any(s.pending for s in self.senders + self.team if s.client is not None):
             await asyncio.sleep(0.1)
         final = await self.final_seq()
         if final is not None:
@@ -1082,6 +1184,8 @@ class Generator:
         self.resyncs = 0
         self.resyncs_by_code.clear()
         self.sent = 0
+        self.team_sent = 0
+        self.team_seqs.clear()
         self.send_lag_max = 0.0
         self.loop_lag.clear()
         for v in self.viewers:
@@ -1090,7 +1194,8 @@ class Generator:
                 v.missing.clear()
                 v.base = v.next - 1
             v.got = v.dups = v.reordered = v.gaps = v.old = v.resyncs = v.recovered = v.skipped = 0
-        for s in self.senders:
+            v.got_prio = v.got_member = 0
+        for s in self.senders + self.team:
             s.pending.clear()
             s.acked = 0
             s.errors.clear()
@@ -1109,6 +1214,8 @@ class Generator:
         w_start = t_start + cfg.warmup
         w_end = w_start + cfg.duration
         pacer = asyncio.ensure_future(self._pacer(rate, live_senders, t_start, w_end))
+        live_team = [s for s in self.team if s.client is not None]
+        team_pacer = asyncio.ensure_future(self._pacer(cfg.team_rate, live_team, t_start, w_end, team=True))
         slow_at = cfg.slow_at if cfg.slow_at is not None else cfg.duration / 4
         slow_task = asyncio.ensure_future(self._slow_cycle(w_start + slow_at)) if cfg.slow else None
         await asyncio.sleep(max(0.0, w_start - time.monotonic()))
@@ -1117,6 +1224,7 @@ class Generator:
             # Tells a profiler started by run.py --profile that the window has begun.
             open(WINDOW_MARKER, "w").close()
         frames0 = sum(v.frames for v in self.viewers)
+        members0 = [v.got_member for v in self.viewers]
         cpus0 = procstats.cpu_times()
         snap0 = self.probe.snapshot()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -1125,6 +1233,7 @@ class Generator:
         tw0 = time.monotonic()
         await asyncio.sleep(max(0.0, w_end - time.monotonic()))
         await pacer
+        await team_pacer
         tw1 = time.monotonic()
         we_ns = clock()
         self.window = (ws_ns, we_ns)
@@ -1132,15 +1241,22 @@ class Generator:
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         self.cpu_shares = procstats.cpu_shares(cpus0, procstats.cpu_times())
         frames1 = sum(v.frames for v in self.viewers)
+        # Member lines each viewer got in its live feed during the window.
+        members_window = [
+            (v, b - a) for v, a, b in zip(self.viewers, members0, (v.got_member for v in self.viewers), strict=True)
+            if v.baseline is not None
+        ]
         if slow_task is not None:
             await slow_task
 
         # Drain: acks first, then every viewer up to the room's last seq.
         drain_deadline = time.monotonic() + cfg.drain
-        while time.monotonic() < drain_deadline and any(s.pending for s in live_senders if s.client is not None):
+        while time.monotonic() < drain_deadline and any(
+            s.pending for s in live_senders + live_team if s.client is not None
+        ):
             await asyncio.sleep(0.05)
         final = await self.final_seq()
-        max_acked = max((s.max_seq for s in self.senders), default=0)
+        max_acked = max((s.max_seq for s in self.senders + self.team), default=0)
         max_seen = max((v.next - 1 for v in self.viewers if v.baseline is not None), default=0)
         final_seq = final if final is not None else max(max_acked, max_seen)
         while time.monotonic() < drain_deadline:
@@ -1163,24 +1279,31 @@ class Generator:
             final_from_server=final is not None, max_acked=max_acked,
             snaps=dict(empty=self.snap_empty, connected=self.snap_connected, w0=snap0, w1=snap1, end=snap_end),
             ru=(ru0, ru1, ru_end), window_s=tw1 - tw0, warmup_s=tw0 - t_start, frames=(frames0, frames1),
-            drain_s=drain_s,
+            drain_s=drain_s, team=live_team, members_window=members_window,
         )
 
     # --- the report
 
     def report(self, *, label, rate, senders, final_seq, final_from_server, max_acked, snaps, ru, window_s,
-               warmup_s, frames, drain_s) -> dict:
+               warmup_s, frames, drain_s, team=(), members_window=()) -> dict:
         cfg = self.cfg
         connect, connect_senders = self.connect_info, self.connect_senders_info
         ws_ns, we_ns = self.window
         t_calc = time.monotonic()
         hist = Histogram()
         hist_slow = Histogram()
+        # Priority events alone (normal and slow viewers): the host team's lines and the like.
+        hist_prio = Histogram()
+        prio_ts: set[int] = set()
         in_window = 0
         in_window_slow = 0
         for frame in list(CACHE.values()) + ARCHIVE:
             if not (frame.recv or frame.recv_slow):
                 continue
+            for t in frame.prio_t:
+                if ws_ns <= t < we_ns:
+                    hist_prio.add_many(t, frame.recv)
+                    hist_prio.add_many(t, frame.recv_slow)
             for _, t in frame.events:
                 if t is None or not ws_ns <= t < we_ns:
                     continue
@@ -1190,10 +1313,14 @@ class Generator:
                 if frame.recv_slow:
                     hist_slow.add_many(t, frame.recv_slow)
                     in_window_slow += len(frame.recv_slow)
+        for frame in list(CACHE.values()) + ARCHIVE:
+            prio_ts.update(frame.prio_t)
         for pairs, h in ((self.pairs, hist), (self.pairs_slow, hist_slow)):
             for t, r in pairs:
                 if ws_ns <= t < we_ns:
                     h.add(r - t)
+                    if t in prio_ts:
+                        hist_prio.add(r - t)
                     if h is hist:
                         in_window += 1
                     else:
@@ -1212,6 +1339,19 @@ class Generator:
             errors.update(s.errors)
         ack_lat = [x / 1e6 for s in senders for x in s.ack_lat]
         answer_lat = [x / 1e6 for s in senders for x in s.answer_lat]
+        team_errors = Counter()
+        for s in team:
+            team_errors.update(s.errors)
+        team_ack_lat = [x / 1e6 for s in team for x in s.ack_lat]
+
+        # Priority events owed to each viewer: every one after its baseline up to the
+        # end, known from the team senders' acks and from any frame or history holding it.
+        prio_all = sorted(PRIO_SEQS.union(self.team_seqs))
+        prio_owed = [
+            max(0, bisect.bisect_right(prio_all, final_seq) - bisect.bisect_right(prio_all, v.base)) for v in viewers
+        ]
+        prio_lost = [max(0, o - v.got_prio) for v, o in zip(viewers, prio_owed, strict=True)]
+        member_rates = sorted(n / window_s for _, n in members_window) if window_s else []
 
         def delta(key, a, b):
             if key in snaps[a] and key in snaps[b]:
@@ -1233,7 +1373,7 @@ class Generator:
         pg_sessions_conn = delta("pg_sessions", "empty", "connected")
         lag = sorted(self.loop_lag)
         frames_window = frames[1] - frames[0]
-        config = {k: v for k, v in asdict(cfg).items() if k != "sessions"}
+        config = {k: v for k, v in asdict(cfg).items() if k not in ("sessions", "team_sessions")}
         config.update(rate=rate, senders=len(senders))
         result = {
             "label": label,
@@ -1252,6 +1392,38 @@ class Generator:
                 "answer_ms_p99": pct(answer_lat, 99),
                 "answer_ms_max": max(answer_lat) if answer_lat else None,
                 "pacer_lag_max_ms": round(self.send_lag_max * 1000, 1),
+            },
+            # The host team's senders (moderators: never left out of a feed), own pacer.
+            "team_messages": {
+                "senders": len(team),
+                "rate": cfg.team_rate,
+                "sent": self.team_sent,
+                "acked": sum(s.acked for s in team),
+                "errors": dict(team_errors),
+                "unanswered": sum(len(s.pending) for s in team),
+                "ack_ms_p50": pct(team_ack_lat, 50),
+                "ack_ms_p99": pct(team_ack_lat, 99),
+            } if team else None,
+            # Events a readable feed never leaves out (anything but a member's message):
+            # every viewer is owed each one after its baseline.
+            "priority": {
+                "known": len(prio_all),
+                "owed": sum(prio_owed),
+                "received": sum(v.got_prio for v in viewers),
+                "lost": sum(prio_lost),
+                "viewers_with_loss": sum(1 for x in prio_lost if x),
+                "latency_ms": hist_prio.summary(),
+            },
+            # Member lines each viewer got in its live feed, per second over the window.
+            "member_feed": {
+                "readable_rate": cfg.readable_rate,
+                "per_viewer_per_s_mean": round(sum(member_rates) / len(member_rates), 2) if member_rates else None,
+                "per_viewer_per_s_p99": _r(pct(member_rates, 99)),
+                "per_viewer_per_s_max": _r(member_rates[-1]) if member_rates else None,
+                # The server's budget is a bucket holding one second's lines: over a
+                # window of W s a viewer may get (W + 1) s worth.
+                "viewers_over_readable": sum(
+                    1 for x in member_rates if window_s and x > cfg.readable_rate * (window_s + 1) / window_s),
             },
             "deliveries": {
                 "final_seq": final_seq,
@@ -1381,6 +1553,24 @@ def format_table(result: dict) -> str:
         ("latency ms", f"p50 {f(lat['p50'], 2)}  p90 {f(lat['p90'], 2)}  p99 {f(lat['p99'], 2)}  "
                        f"max {f(lat['max'], 2)}  (n={f(lat['count'])})"),
     ]
+    pr, mf, tm = result.get("priority"), result.get("member_feed"), result.get("team_messages")
+    if tm:
+        errs = json.dumps(tm["errors"]) if tm["errors"] else 0
+        rows.append(("team sent/acked", f"{f(tm['sent'])}/{f(tm['acked'])} by {f(tm['senders'])} at "
+                                        f"{f(float(tm['rate']))}/s; errors {errs}; ack ms p99 {f(tm['ack_ms_p99'])}; "
+                                        f"unanswered {f(tm['unanswered'])}"))
+    if pr and pr["known"]:
+        pl = pr["latency_ms"]
+        rows.append(("priority events", f"owed {f(pr['owed'])}, received {f(pr['received'])}; lost {f(pr['lost'])} "
+                                        f"(viewers {f(pr['viewers_with_loss'])}); {f(pr['known'])} distinct"))
+        rows.append(("latency ms (priority)", f"p50 {f(pl['p50'], 2)}  p90 {f(pl['p90'], 2)}  p99 {f(pl['p99'], 2)}  "
+                                              f"max {f(pl['max'], 2)}  (n={f(pl['count'])})"))
+    if mf and mf["per_viewer_per_s_max"] is not None and (d.get("skipped") or tm):
+        rows.append(("member lines/s/viewer", f"mean {f(mf['per_viewer_per_s_mean'], 2)}  "
+                                              f"p99 {f(mf['per_viewer_per_s_p99'], 2)}  "
+                                              f"max {f(mf['per_viewer_per_s_max'], 2)}; readable rate "
+                                              f"{f(float(mf['readable_rate']))}/s; viewers over it "
+                                              f"(+1 s burst) {f(mf['viewers_over_readable'])}"))
     if result.get("latency_slow_ms"):
         ls = result["latency_slow_ms"]
         rows.append(("latency ms (slow)", f"p50 {f(ls['p50'], 2)}  p99 {f(ls['p99'], 2)}  max {f(ls['max'], 2)}"))
@@ -1482,6 +1672,10 @@ def add_load_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="chat: chatsite's room protocol (default); socketio: Socket.IO 4 (bench/socketio/server.js)")
     g.add_argument("--app-ping", type=float, help="seconds between protocol pings on every connection (0: off)")
+    g.add_argument("--team-senders", type=int, help="host-team senders (moderators) besides --senders (default 0)")
+    g.add_argument("--team-rate", type=float, help="total messages/s of the team senders, own pacer (default 0)")
+    g.add_argument("--readable-rate", type=float,
+                   help=f"the server's CHAT_READABLE_MESSAGES_PER_SECOND, for the report (default {d.readable_rate:g})")
     g.add_argument("--label", help="name of this run in the report")
 
 

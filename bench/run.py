@@ -91,6 +91,17 @@ PRESETS: dict[str, dict] = {
         server_env=["CHAT_SEND_BURST_COUNT=100000", "CHAT_SEND_SUSTAINED_COUNT=100000",
                     "CHAT_COMMANDS_PER_SECOND=100", "CHAT_COMMANDS_BURST=200"],
     ),
+    "huge": dict(
+        help="10,000 viewers; 200 msg/s from 25 members and 2 msg/s from 2 moderators, 30 s: the readable feed "
+             "(member lines per viewer <= the readable rate), no priority event lost, p99",
+        # Connecting 10,000 as idle-10000 does (~70/s on one core: about 2.5 minutes).
+        load=dict(viewers=10000, senders=25, rate=200, duration=30, warmup=5, ramp=100, drain=15,
+                  team_senders=2, team_rate=2),
+        members=True,
+        # Members at 8 msg/s each: only the room's capacity and its readable feed may hold them back.
+        server_env=["CHAT_SEND_BURST_COUNT=100000", "CHAT_SEND_SUSTAINED_COUNT=100000",
+                    "CHAT_COMMANDS_PER_SECOND=100", "CHAT_COMMANDS_BURST=200"],
+    ),
     "ceiling": dict(
         help="the generator's own ceiling against bench/fanout_server.py (use with --server fanout)",
         load=dict(viewers=1000, senders=25, rate=200, duration=15, warmup=3, ramp=2000, connect_concurrency=200),
@@ -188,9 +199,11 @@ def migrate(env: dict) -> None:
         raise SystemExit(f"migrate failed:\n{r.stdout}\n{r.stderr}")
 
 
-def make_fixtures(env: dict, slug: str, senders: int, log_events: int = 0, members: bool = False) -> dict:
+def make_fixtures(env: dict, slug: str, senders: int, log_events: int = 0, members: bool = False,
+                  team_senders: int = 0) -> dict:
     r = subprocess.run([PYTHON, os.path.join(HERE, "fixtures.py"), "--slug", slug, "--senders", str(senders),
-                        "--log-events", str(log_events), *(["--members"] if members else [])],
+                        "--log-events", str(log_events), "--team-senders", str(team_senders),
+                        *(["--members"] if members else [])],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if r.returncode:
         raise SystemExit(f"fixtures failed:\n{r.stdout}\n{r.stderr}")
@@ -396,10 +409,12 @@ async def sweep(base: LoadConfig, probe, args, spec: dict) -> dict:
 
 def summary_rows(results: list[dict]) -> str:
     head = ("run", "viewers", "rate", "sent/acked", "deliv/s", "lost", "dup", "resync", "p50", "p90", "p99",
-            "max", "srv cpu%", "us/deliv", "rss KiB/conn", "peak MB", "gen cpu%")
+            "max", "prio lost", "prio p99", "member/s max", "srv cpu%", "us/deliv", "rss KiB/conn", "peak MB",
+            "gen cpu%")
     rows = [head]
     for r in results:
         d, m, lat, s, g = r["deliveries"], r["messages"], r["latency_ms"], r["server"], r["generator"]
+        pr, mf = r.get("priority"), r.get("member_feed")
 
         def n(x, nd=1):
             return "-" if x is None else (f"{x:,.{nd}f}" if isinstance(x, float) else f"{x:,}")
@@ -408,6 +423,10 @@ def summary_rows(results: list[dict]) -> str:
             r.get("label") or "-", n(r["connect"]["viewers"]["connected"]), n(r["config"]["rate"], 0),
             f"{m['sent']:,}/{m['acked']:,}", n(d["per_s"], 0), n(d["lost"]), n(d["duplicates"]), n(d["resyncs"]),
             n(lat["p50"]), n(lat["p90"]), n(lat["p99"]), n(lat["max"]),
+            f"{pr['lost']:,} ({pr['viewers_with_loss']:,})" if pr else "-",
+            n(pr["latency_ms"]["p99"]) if pr else "-",
+            f"{n(mf['per_viewer_per_s_max'])}/{n(float(mf['readable_rate']), 0)}"
+            if mf and mf["per_viewer_per_s_max"] is not None else "-",
             n(s["cpu_util"] * 100 if s["cpu_util"] is not None else None), n(s["cpu_us_per_delivery"], 2),
             n(s["rss_kb_per_conn"]), n(s["peak_rss_mb"]), n(g["cpu_util"] * 100 if g["cpu_util"] is not None else None),
         ))
@@ -472,6 +491,8 @@ def main(argv=None) -> None:
     server = None
     args.server_env = preset.get("server_env", []) + args.server_env
     env = server_env(args)
+    if args.readable_rate is None and env.get("CHAT_READABLE_MESSAGES_PER_SECOND"):
+        base.readable_rate = float(env["CHAT_READABLE_MESSAGES_PER_SECOND"])
     search_spec = preset.get("search")
     sweep_spec = preset.get("sweep") or ({"rates": []} if args.sweep else None)
     max_senders = base.senders
@@ -508,9 +529,10 @@ def main(argv=None) -> None:
             # The peak preset's recovery probe signs in as members of its own, a fresh one each second.
             probes = int(preset.get("peak", {}).get("probe_seconds", 0))
             fx = make_fixtures(env, slug, max_senders + probes, preset.get("storm", {}).get("log_events", 0),
-                               members=preset.get("members", False))
+                               members=preset.get("members", False), team_senders=base.team_senders)
             base.room = fx["slug"]
             base.sessions = fx["sessions"]
+            base.team_sessions = fx.get("team_sessions", [])
         if not args.url:
             log_path = os.path.join(HERE, "results", f"{label}-{kind}-{stamp}.log")
             extra = (preset.get("fanout_args", []) if kind == "fanout" else []) + args.server_arg
