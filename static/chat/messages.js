@@ -5,6 +5,7 @@
  */
 import { flash } from "./mentions.js";
 import { format, gettext, ngettext } from "./i18n.js";
+import { isTeam } from "./roles.js";
 import * as view from "./render.js";
 
 // Enough scrollback to read a conversation; beyond it a busy room would only eat memory.
@@ -12,6 +13,11 @@ const MAX_LINES = 600;
 const OLDER_PAGE = 100;
 // How far back a click on a quote looks for the original before giving up.
 const QUOTE_SEARCH_PAGES = 5;
+// A burst is the same short line again and again ("666", "GG", "哈哈哈", an emote code):
+// the line directly above takes it as "666 ×42" instead of a new line. Short means at
+// most this many characters (code points) once trimmed: chants and emote codes fit,
+// sentences don't, and a sentence said twice is worth reading twice.
+const BURST_MAX_CHARS = 20;
 
 export class MessageList {
   /**
@@ -23,6 +29,9 @@ export class MessageList {
     this.oldestSeq = null;
     this.filter = "all";
     this.olderLoading = null;
+    // A burst line's messages, by id, first one first: the events themselves, so the
+    // line can count them, name who sent them, and show another one if the first goes.
+    this.bursts = new WeakMap();
     loadOlderButton.addEventListener("click", () => this.loadOlder());
     filterControl.addEventListener("click", (event) => {
       const button = event.target.closest("[data-filter]");
@@ -30,9 +39,134 @@ export class MessageList {
     });
   }
 
+  /** The line showing message `id`: its own, or the burst line it was counted into. */
   find(id) {
     if (!Number.isInteger(id)) return null;
-    return this.list.querySelector(`li.msg[data-message-id="${id}"]`);
+    return (
+      this.list.querySelector(`li.msg[data-message-id="${id}"]`) ||
+      this.list.querySelector(`li.msg[data-burst-ids~="${id}"]`)
+    );
+  }
+
+  /**
+   * What a message is as part of a burst (its trimmed body), or null when it always shows
+   * in full: replies, mentions, the viewer's own lines and the host team's.
+   */
+  #burstKey(event) {
+    if (!this.#mayBurst(event) || event.deleted) return null;
+    const body = String(event.body ?? "").trim();
+    return body && [...body].length <= BURST_MAX_CHARS ? body : null;
+  }
+
+  #mayBurst(event) {
+    if (event.type !== "message" || event.reply_to || event.mentions?.length) return false;
+    const author = event.author;
+    return author?.id != null && author.id !== this.context().me?.id && !isTeam(author);
+  }
+
+  /**
+   * Whether `event`, a message deleted before the page read the log, sat inside a burst:
+   * between `before`, a burst line, and `next`, the next message, which carries it on.
+   * The log keeps no body for it; left out, the burst reads as it would have had it been
+   * deleted while on screen, instead of broken in two by "message deleted".
+   */
+  #deletedInBurst(event, before, next) {
+    if (!event.deleted || !this.#mayBurst(event) || !before || !this.bursts.has(before)) return false;
+    return Boolean(next) && !before.classList.contains("deleted") && this.#burstKey(next) === before.dataset.burstKey;
+  }
+
+  /** Note that `node`, just rendered for `event`, may take the same line after it. */
+  #startBurst(node, event) {
+    const key = this.#burstKey(event);
+    if (!key) return;
+    node.dataset.burstKey = key;
+    this.bursts.set(node, new Map([[event.id, event]]));
+  }
+
+  /** Count `event` into `line` if it repeats it; true if it did. */
+  #joinBurst(line, event) {
+    const members = line ? this.bursts.get(line) : null;
+    if (!members || line.classList.contains("deleted") || line.dataset.burstKey !== this.#burstKey(event)) return false;
+    members.set(event.id, event);
+    this.#paintBurst(line);
+    return true;
+  }
+
+  /**
+   * Show a burst line as its messages now are: counted, with another message in front
+   * when the one it showed has gone, and gone itself with the last of them.
+   */
+  #paintBurst(line) {
+    const members = this.bursts.get(line);
+    if (members.size === 0) {
+      const hadFocus = line.contains(document.activeElement);
+      line.remove();
+      // Keep a keyboard reader in the list (roving.js takes it to a line), not on <body>.
+      if (hadFocus) this.list.focus();
+      return;
+    }
+    const [first] = members.values();
+    if (line.dataset.messageId !== String(first.id)) view.retargetMessage(line, first, this.context());
+    if (members.size > 1) line.dataset.burst = "true";
+    line.dataset.burstIds = [...members.keys()].join(" ");
+    const names = [...new Set([...members.values()].map((event) => view.displayName(event.author)))];
+    view.paintBurst(line, { count: members.size, body: line.dataset.burstKey, names });
+  }
+
+  /**
+   * Take the messages for which `keep(event)` is false out of burst lines (deleted,
+   * or their author blocked); true if `line` is one that has been a burst, which
+   * then shows what is left rather than "message deleted".
+   */
+  #leaveBurst(line, keep) {
+    const members = this.bursts.get(line);
+    if (!members || line.dataset.burst !== "true") return false;
+    for (const [id, event] of members) if (!keep(event)) members.delete(id);
+    this.#paintBurst(line);
+    return true;
+  }
+
+  /**
+   * Fold burst lines that now sit next to each other into the first: what stood between
+   * them went (a block, skipped lines shown), and the log read afresh would fold them too.
+   */
+  #mergeBursts() {
+    for (const line of this.list.querySelectorAll(":scope > li[data-burst-key]")) {
+      if (!line.isConnected || line.classList.contains("deleted")) continue;
+      const members = this.bursts.get(line);
+      let next = line.nextElementSibling;
+      while (next && next.dataset.burstKey === line.dataset.burstKey && !next.classList.contains("deleted")) {
+        for (const [id, event] of this.bursts.get(next) ?? []) members.set(id, event);
+        next.remove();
+        next = line.nextElementSibling;
+      }
+      if (members) this.#paintBurst(line);
+    }
+  }
+
+  /** The newest confirmed line: this tab's pending sends stay below it. */
+  #lastConfirmed() {
+    const pending = this.list.querySelector(":scope > li.pending");
+    return pending ? pending.previousElementSibling : this.list.lastElementChild;
+  }
+
+  /** Render `events` as lines for a page of the log, bursts collapsed among them. */
+  #renderRun(events, { before = null, skip = () => false } = {}) {
+    const nodes = [];
+    let roomBefore = null;
+    events.forEach((event, at) => {
+      const ctx = this.context(roomBefore);
+      if (event.type === "room") roomBefore = event;
+      if (skip(event)) return;
+      const last = nodes.at(-1) ?? before;
+      if (this.#deletedInBurst(event, last, nextMessage(events, at))) return;
+      if (event.type === "message" && this.#joinBurst(last, event)) return;
+      const node = view.renderEvent(event, ctx);
+      if (!node) return;
+      if (event.type === "message") this.#startBurst(node, event);
+      nodes.push(node);
+    });
+    return nodes;
   }
 
   /** Confirmed lines go above this tab's pending ones, which stay at the bottom. */
@@ -66,7 +200,7 @@ export class MessageList {
   apply(event, roomBefore) {
     if (event.type === "message_deleted") {
       const line = this.find(event.id);
-      if (line) view.markDeleted(line);
+      if (line && !this.#leaveBurst(line, (message) => message.id !== event.id)) view.markDeleted(line);
       // Replies keep quoting the message; the log redacts those quotes, so the page does too.
       if (Number.isInteger(event.id)) {
         for (const quote of this.list.querySelectorAll(`.msg-reply[data-reply-to="${event.id}"]`)) {
@@ -82,9 +216,16 @@ export class MessageList {
     if (event.type === "message" && event.client_id && event.author?.id === me?.id) {
       this.outbox.resolve(event.client_id)?.node?.remove();
     }
+    const existing = event.type === "message" ? this.find(event.id) : null;
+    // Counted into a burst already (a replay): counted once, unless it says it was deleted.
+    if (existing && existing.dataset.burst === "true") {
+      if (event.deleted) this.#leaveBurst(existing, (message) => message.id !== event.id);
+      return null;
+    }
+    if (!existing && event.type === "message" && this.#joinBurst(this.#lastConfirmed(), event)) return null;
     const node = view.renderEvent(event, this.context(roomBefore));
     if (!node) return null;
-    const existing = event.type === "message" ? this.find(event.id) : null;
+    if (event.type === "message") this.#startBurst(node, event);
     if (existing) {
       existing.replaceWith(node);
       return null;
@@ -116,19 +257,23 @@ export class MessageList {
     this.oldestSeq = null;
     // Room events in history describe what changed then, relative to the one before.
     let roomBefore = null;
-    for (const event of history) {
-      this.apply(event, roomBefore);
+    history.forEach((event, at) => {
+      if (!this.#deletedInBurst(event, this.#lastConfirmed(), nextMessage(history, at))) this.apply(event, roomBefore);
       if (event.type === "room") roomBefore = event;
-    }
+    });
     this.loadOlderButton.hidden = !(this.oldestSeq > 1);
     this.scroll.toBottom();
   }
 
   /** Remove what a person wrote or tipped (they were just blocked). */
   removeAuthor(id) {
+    for (const line of this.list.querySelectorAll(":scope > li[data-burst]")) {
+      this.#leaveBurst(line, (message) => message.author?.id !== id);
+    }
     for (const node of this.list.querySelectorAll(`li[data-author-id="${id}"]`)) {
       if (!node.classList.contains("pending")) node.remove();
     }
+    this.#mergeBursts();
   }
 
   /**
@@ -155,8 +300,11 @@ export class MessageList {
       const author = (event.author ?? event.from)?.id;
       if (author !== id || (event.type !== "message" && event.type !== "tip") || this.isBlocked(event)) continue;
       if (this.list.querySelector(`:scope > li[data-seq="${event.seq}"]`)) continue;
+      if (event.type === "message" && this.find(event.id)) continue;
       const node = view.renderEvent(event, this.context());
-      if (node) this.#insertAtSeq(node, event.seq);
+      if (!node) continue;
+      if (event.type === "message") this.#startBurst(node, event);
+      this.#insertAtSeq(node, event.seq);
     }
     if (wasAtBottom) this.scroll.toBottom();
   }
@@ -195,13 +343,7 @@ export class MessageList {
       const older = (data.events || []).filter(
         (event) => Number.isInteger(event.seq) && event.seq < this.oldestSeq && !this.isBlocked(event),
       );
-      const nodes = [];
-      let roomBefore = null;
-      for (const event of older) {
-        const node = view.renderEvent(event, this.context(roomBefore));
-        if (event.type === "room") roomBefore = event;
-        if (node && !(event.type === "message" && this.find(event.id))) nodes.push(node);
-      }
+      const nodes = this.#renderRun(older, { skip: (event) => event.type === "message" && Boolean(this.find(event.id)) });
       this.scroll.keepPosition(() => this.list.prepend(...nodes));
       this.oldestSeq = after + 1;
       this.loadOlderButton.hidden = this.oldestSeq <= 1;
@@ -258,13 +400,15 @@ export class MessageList {
       const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const data = await response.json();
-      const nodes = [];
-      for (const event of data.events || []) {
-        if (event.type !== "message" || this.find(event.id) || this.isBlocked(event)) continue;
-        const node = view.renderEvent(event, this.context(null));
-        if (node) nodes.push(node);
-      }
-      this.scroll.keepPosition(() => line.replaceWith(...nodes));
+      // The skipped lines may carry on the burst just above the note.
+      const nodes = this.#renderRun(data.events || [], {
+        before: line.previousElementSibling,
+        skip: (event) => event.type !== "message" || Boolean(this.find(event.id)) || this.isBlocked(event),
+      });
+      this.scroll.keepPosition(() => {
+        line.replaceWith(...nodes);
+        this.#mergeBursts();
+      });
     } catch {
       this.toast(gettext("Couldn't load the skipped messages. Try again in a moment."));
     }
@@ -285,4 +429,16 @@ export class MessageList {
     line.scrollIntoView({ block: "center" });
     flash(line);
   }
+}
+
+/**
+ * The message after `events[at]`, past deletions (they add no line); null when an event
+ * of another kind comes first.
+ */
+function nextMessage(events, at) {
+  for (let i = at + 1; i < events.length; i += 1) {
+    if (events[i].type === "message") return events[i];
+    if (events[i].type !== "message_deleted") return null;
+  }
+  return null;
 }

@@ -300,6 +300,78 @@ export function renderMessage(event, ctx = {}) {
   return li;
 }
 
+/**
+ * Show a collapsed line of `count` identical messages (a burst) with its "×N" badge, or
+ * as a plain line again when one is left. The badge is aria-hidden and the rest are
+ * attribute changes: the log announced the line once and must not announce each repeat;
+ * who sent them is the line's description, read on hover and on focus.
+ */
+export function paintBurst(li, { count, body, names }) {
+  let badge = li.querySelector(".msg-burst");
+  if (count < 2) {
+    badge?.remove();
+    li.classList.remove("burst");
+    li.removeAttribute("title");
+    li.removeAttribute("aria-description");
+    delete li.dataset.burstCount;
+    return;
+  }
+  if (!badge) {
+    badge = h("span", { class: "msg-burst", "aria-hidden": "true" });
+    li.querySelector(".msg-body").after(badge);
+  }
+  li.classList.add("burst");
+  li.dataset.burstCount = String(count);
+  badge.textContent = `×${formatNumber(count)}`;
+  const description = burstDescription(count, body, names);
+  li.title = description;
+  li.setAttribute("aria-description", description);
+}
+
+// Enough names to recognise the crowd; past these the description only counts.
+const BURST_NAMES = 8;
+let listFormat = null;
+
+function burstDescription(count, body, names) {
+  const people = names.length;
+  const shown = names.slice(0, BURST_NAMES);
+  if (people > shown.length) {
+    const more = people - shown.length;
+    shown.push(format(ngettext("%(n)s other", "%(n)s others", more), { n: formatNumber(more) }));
+  }
+  listFormat ??= new Intl.ListFormat(pageLocale(), { type: "conjunction" });
+  const list = listFormat.format(shown);
+  const values = { n: formatNumber(people), count: formatNumber(count), body, names: list };
+  return people === count
+    ? format(ngettext("%(n)s person sent “%(body)s”: %(names)s", "%(n)s people sent “%(body)s”: %(names)s", people), values)
+    : format(
+      ngettext(
+        "%(n)s person sent “%(body)s” %(count)s times: %(names)s",
+        "%(n)s people sent “%(body)s” %(count)s times: %(names)s",
+        people,
+      ),
+      values,
+    );
+}
+
+/**
+ * Point a collapsed line at another of its messages (the one it showed was deleted, or
+ * its author blocked): its time, author and actions, and the ids that replies and
+ * deletes use. The body is the same by definition.
+ */
+export function retargetMessage(li, event, ctx = {}) {
+  const fresh = renderMessage(event, ctx);
+  for (const key of Object.keys(li.dataset)) if (key.startsWith("author")) delete li.dataset[key];
+  for (const key of ["seq", "messageId", "authorId", "authorName", "authorRole", "authorStaff"]) {
+    if (key in fresh.dataset) li.dataset[key] = fresh.dataset[key];
+  }
+  li.querySelector(".msg-time").replaceWith(fresh.querySelector(".msg-time"));
+  li.querySelector(".msg-who").replaceWith(fresh.querySelector(".msg-who"));
+  li.querySelector(".msg-actions")?.remove();
+  const actions = fresh.querySelector(".msg-actions");
+  if (actions) li.append(actions);
+}
+
 export function markDeleted(li) {
   li.classList.add("deleted");
   const body = li.querySelector(".msg-body");
