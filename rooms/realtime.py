@@ -17,6 +17,7 @@ import asyncio
 import logging
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -114,13 +115,24 @@ class Publisher:
         self.loop = asyncio.get_running_loop()
         self._outgoing: deque[tuple[str, dict[str, Any]]] = deque()
         self.task: asyncio.Task | None = None
+        # Told (room id, seq) of each room event that could not be published: the
+        # hub tells this process's viewers of the room the head at once, so that they
+        # fetch it from the log now rather than at their next event or ping.
+        self.on_dropped: Callable[[int, int], None] | None = None
+
+    def _dropped(self, message: dict[str, Any]) -> None:
+        seqs = [event[0] for event in message["events"]] if message["type"] == "room.events" else [message.get("seq")]
+        seqs = [seq for seq in seqs if seq is not None]
+        if seqs and self.on_dropped is not None:
+            self.on_dropped(message["room"], max(seqs))
 
     def enqueue(self, group: str, message: dict[str, Any]) -> None:
         if len(self._outgoing) >= MAX_PENDING_PUBLISHES:
             # The channel layer is down or hanging. The event is stored; viewers fill
-            # the hole from the log (their next frame's seq, or their next ping).
+            # the hole from the log.
             metrics.SHED_PUBLISH.inc()
             logger.warning("Channel layer backlog full; dropping a live delivery to %s", group)
+            self._dropped(message)
             return
         self._outgoing.append((group, message))
         if self.task is None:
@@ -139,6 +151,7 @@ class Publisher:
                         logger.warning(
                             "Could not publish to %s; viewers will catch up from the log", group, exc_info=True
                         )
+                        self._dropped(message)
         finally:
             self.task = None
 

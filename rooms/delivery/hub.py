@@ -29,7 +29,7 @@ from rooms.dbpaths import reads
 from rooms.delivery import lag, welcome
 from rooms.delivery.stream import Delivery, Frame, Thinned
 from rooms.presence import Entry, PresenceTracker
-from rooms.protocol import batch_text
+from rooms.protocol import batch_text, frames
 
 logger = logging.getLogger(__name__)
 
@@ -342,6 +342,7 @@ class Hub:
         self.loop = asyncio.get_running_loop()
         # Services' publishes from the database thread go out through this loop.
         self.publisher = realtime.start_publisher()
+        self.publisher.on_dropped = self._dropped
         lag.start_watch()
         self.feeds: dict[int, RoomFeed] = {}
         # Rooms recently connected to, by slug (rooms.delivery.welcome.viewer_state).
@@ -427,6 +428,13 @@ class Hub:
         if feed is None:
             return await welcome.roster_or_local(room_id, offset=0, limit=ROSTER_PAGE, local_viewers=0)
         return await feed.welcome_roster(joined)
+
+    def _dropped(self, room_id: int, seq: int) -> None:
+        """A stored event of the room could not be published: this process's viewers
+        learn the head now, and fetch what they missed from the log."""
+        feed = self.feeds.get(room_id)
+        if feed is not None:
+            feed.push_connection_event(frames.head(last_seq=seq))
 
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)

@@ -15,7 +15,8 @@ User = dict[str, Any]
 
 # Required fields of each connection frame (besides `type`). Optional ones: `client_id`
 # on replies, `retry_after` on errors, `truncated` on synced, `changed` on presence,
-# what an ack stored (`id`, `seq`, `balance`, `blocked`), `staff` on a user.
+# what an ack stored (`id`, `seq`, `balance`, `blocked`), `staff` on a user, `ts` on a
+# pong (one that answers no ping, see head(), has none).
 FIELDS: dict[str, tuple[str, ...]] = {
     "welcome": (
         "room",
@@ -31,7 +32,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "roster": ("count", "team", "audience", "offset"),
     "ack": ("client_id",),
     "error": ("code", "detail"),
-    "pong": ("ts", "last_seq"),
+    "pong": ("last_seq",),
     "synced": ("last_seq",),
     "you": ("id", "name", "role"),
 }
@@ -113,6 +114,12 @@ def error(code: str, detail: str | Promise, *, client_id: str | None = None, ret
 
 def pong(*, ts: Any, last_seq: int, client_id: str | None) -> str:
     return encode(_with_client_id({"type": "pong", "ts": ts, "last_seq": last_seq}, client_id))
+
+
+def head(*, last_seq: int) -> str:
+    """A `pong` nobody asked for: the room's log goes up to `last_seq`, and live
+    delivery may have missed some of it (fetch it with `sync`)."""
+    return encode({"type": "pong", "last_seq": last_seq})
 
 
 def synced(*, last_seq: int, truncated: bool, client_id: str | None, pruned: bool = False) -> str:

@@ -395,7 +395,7 @@ def _error(obj: Event, w: str) -> None:
 
 
 def _pong(obj: Event, w: str) -> None:
-    _field(obj, "ts", w)
+    # `ts` answers a ping's; a pong that answers none (the head, told unasked) has none.
     _int(_field(obj, "last_seq", w), f"{w}.last_seq", minimum=0)
     _optional_client_id(obj, w)
 
