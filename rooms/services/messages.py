@@ -15,12 +15,12 @@ from django.utils.translation import gettext_lazy as _
 
 from rooms import extensions
 from rooms.errors import BadRequest, ChatError, NoSuchRoom, NotFound, Unauthenticated
-from rooms.models import Message, Room, RoomEvent
+from rooms.models import Message, Room
 from rooms.permissions import Standing, is_site_staff, standings
 from rooms.protocol import EXCERPT_CHARS, events
 from rooms.selectors import send_contexts, user_in_room, user_with_standing
 from rooms.services.emotes import resolve_emotes
-from rooms.services.events import build_event, publish_on_commit, take_seqs
+from rooms.services.events import build_event, insert_rows, publish_on_commit, take_seqs
 from rooms.text import visible
 
 # PROTOCOL.md v1.1 "Mentions in any script": `@` not after an ASCII letter or digit (so
@@ -195,40 +195,38 @@ def _store_together(batch: list[PreparedMessage]) -> list[Message]:
     room = batch[0].room
     now = timezone.now()
     first = take_seqs(room.pk, len(batch))
-    messages = Message.objects.bulk_create(
-        [
-            Message(
-                room=room,
-                author=p.author,
+    messages = [
+        Message(
+            room=room,
+            author=p.author,
+            body=p.body,
+            reply_to=p.reply_to,
+            client_id=p.client_id,
+            seq=first + i,
+            created_at=now,
+        )
+        for i, p in enumerate(batch)
+    ]
+    insert_rows(messages, returning_pk=True)
+    rows = [
+        build_event(
+            room.pk,
+            seq=m.seq,
+            event=events.message(
+                id=m.pk,
+                author=p.author_brief,
                 body=p.body,
-                reply_to=p.reply_to,
+                reply_to=reply_excerpt(p.reply_to, room),
+                mentions=p.mentions,
                 client_id=p.client_id,
-                seq=first + i,
-                created_at=now,
-            )
-            for i, p in enumerate(batch)
-        ]
-    )
-    rows = RoomEvent.objects.bulk_create(
-        [
-            build_event(
-                room.pk,
-                seq=m.seq,
-                event=events.message(
-                    id=m.pk,
-                    author=p.author_brief,
-                    body=p.body,
-                    reply_to=reply_excerpt(p.reply_to, room),
-                    mentions=p.mentions,
-                    client_id=p.client_id,
-                    emotes=p.emotes,
-                ),
-                actor_id=p.author.pk,
-                at=now,
-            )
-            for p, m in zip(batch, messages, strict=True)
-        ]
-    )
+                emotes=p.emotes,
+            ),
+            actor_id=p.author.pk,
+            at=now,
+        )
+        for p, m in zip(batch, messages, strict=True)
+    ]
+    insert_rows(rows)
     for p, row in zip(batch, rows, strict=True):
         publish_on_commit(row, skippable=_is_member_line(p), concerns=_concerned(p))
     return messages
