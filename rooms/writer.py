@@ -6,7 +6,10 @@ that every connection of the process shares. Instead, while one write is in flig
 next sends queue up here, and the next write checks them all and stores those that pass
 in one transaction (one seq update, two inserts), in one hop. No clock is involved: a
 send that finds the writer idle is written at once, alone; whatever arrives while a
-write is in flight goes together in the next, so writes grow with the load.
+write is in flight, or in the pause that pays for its CPU time (so that a room's writes
+take at most CHAT_WRITE_CPU_PERCENT of the process), goes together in the next. Writes
+grow with the load: a quiet room's sends are written one by one, a busy room's in
+batches, at a bounded cost to everyone else on the process.
 
 Admission: the writer knows what it has queued and what a send costs it to store (a
 moving average of its recent writes). A member's send that would wait longer than
@@ -59,6 +62,9 @@ class RoomWriter:
         self.team: deque[_Waiting] = deque()
         self.members: deque[_Waiting] = deque()
         self.draining = False
+        # When the next write may start: a write's own CPU time is paid for by a pause
+        # after it (see _drain).
+        self.next_write_at = 0.0
         # Seconds of database time one stored send costs, measured on this room's writes.
         self.send_seconds = INITIAL_SEND_SECONDS
         self.load = RoomLoad(room_id)
@@ -102,13 +108,18 @@ class RoomWriter:
     async def _drain(self) -> None:
         try:
             while self.team or self.members:
+                wait = self.next_write_at - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 batch = self._next_batch()
                 metrics.WRITE_BATCH_SENDS.observe(len(batch))
                 started = time.perf_counter()
+                started_at = time.monotonic()
                 try:
-                    answers = await writes(check_send_messages)(self.room_id, [waiting.request for waiting in batch])
+                    answers, cpu = await writes(_write)(self.room_id, [waiting.request for waiting in batch])
                 except Exception as exc:
-                    answers = [exc] * len(batch)
+                    answers, cpu = [exc] * len(batch), 0.0
+                self.next_write_at = started_at + cpu * 100 / settings.CHAT_WRITE_CPU_PERCENT
                 per_send = (time.perf_counter() - started) / len(batch)
                 self.send_seconds += COST_SMOOTHING * (per_send - self.send_seconds)
                 for waiting, answer in zip(batch, answers, strict=True):
@@ -120,6 +131,14 @@ class RoomWriter:
                         waiting.future.set_result(answer)
         finally:
             self.draining = False
+
+
+def _write(room_id: int, requests: list[SendRequest]) -> tuple[list, float]:
+    """check_send_messages, and the CPU time it took this thread (the ORM's and the
+    driver's work, which holds the GIL the event loop needs)."""
+    started = time.thread_time()
+    answers = check_send_messages(room_id, requests)
+    return answers, time.thread_time() - started
 
 
 class RoomLoad:

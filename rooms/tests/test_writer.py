@@ -1,6 +1,7 @@
 """The per-room writer: how a room's sends are grouped into database writes."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -174,3 +175,27 @@ async def test_the_loop_watch_sees_a_loop_that_was_blocked():
     finally:
         lag.stop_watch()
     assert lag.loop_lag() == 0.0
+
+
+async def test_sends_arriving_in_the_pause_after_a_costly_write_go_together(monkeypatch, settings):
+    settings.CHAT_WRITE_CPU_PERCENT = 20
+    writes: list[list[str]] = []
+
+    def check_send_messages(room_id, requests):
+        # Busy, not asleep: the pause pays for the write's CPU time (20 ms: 80 ms more).
+        done = time.thread_time() + 0.02
+        while time.thread_time() < done:
+            pass
+        writes.append([r.body for r in requests])
+        return [f"stored {r.body}" for r in requests]
+
+    monkeypatch.setattr(writer_module, "check_send_messages", check_send_messages)
+    writer = RoomWriter(1)
+
+    assert await writer.send(send("a")) == "stored a"
+    b = asyncio.ensure_future(writer.send(send("b")))
+    await asyncio.sleep(0.01)
+    c = asyncio.ensure_future(writer.send(send("c")))
+
+    assert await asyncio.gather(b, c) == ["stored b", "stored c"]
+    assert writes == [["a"], ["b", "c"]]
