@@ -100,12 +100,25 @@ class DaphneStream(AsgiStream):
         super().__init__(send)
         self.request = request
 
+    async def write(self, frame: Frame) -> bool:
+        # The fan-out path: one viewer of many, once per frame, so no call it can spare.
+        event = frame.sse
+        if event is None:
+            event = shared_event(frame)
+        written = self._put(event)
+        return written if written is not None else await super().write_event(event)
+
     async def write_event(self, event: Event) -> bool:
+        written = self._put(event)
+        return written if written is not None else await super().write_event(event)
+
+    def _put(self, event: Event) -> bool | None:
+        """Write straight to the connection; None when the response is not under way
+        (its head goes through daphne) or is over, for daphne to handle."""
         request = self.request
         channel = request.channel
         if request.finished or channel is None or not request.startedWriting:
-            # Not started (the headers go through daphne) or already over.
-            return await super().write_event(event)
+            return None
         transport = channel.transport
         if len(transport.dataBuffer) - transport.offset + transport._tempDataLen > BACKLOG_MAX:
             return False
