@@ -134,15 +134,27 @@ export class EventStreamSocket {
  * `onChange(transport)` hears "websocket" or "sse" whenever the choice changes.
  */
 export class TransportChooser {
-  constructor({ streamPath, commandsPath, onChange = () => {}, WebSocketImpl = window.WebSocket, EventSourceImpl = window.EventSource }) {
+  constructor({
+    streamPath,
+    commandsPath,
+    onChange = () => {},
+    WebSocketImpl = window.WebSocket,
+    EventSourceImpl = window.EventSource,
+    fetchImpl = window.fetch.bind(window),
+    openTimeoutMs = OPEN_TIMEOUT_MS,
+    probeFirstMs = PROBE_FIRST_MS,
+  }) {
     this.streamPath = streamPath;
     this.commandsPath = commandsPath;
     this.onChange = onChange;
     this.WebSocketImpl = WebSocketImpl;
     this.EventSourceImpl = EventSourceImpl;
+    this.fetchImpl = fetchImpl;
+    this.openTimeoutMs = openTimeoutMs;
+    this.probeFirstMs = probeFirstMs;
     this.transport = "websocket";
     this.failures = 0;
-    this.probeDelay = PROBE_FIRST_MS;
+    this.probeDelay = probeFirstMs;
     this.probeTimer = null;
     this.current = null;
     const chooser = this;
@@ -158,6 +170,7 @@ export class TransportChooser {
         streamPath: this.streamPath,
         commandsPath: this.commandsPath,
         EventSourceImpl: this.EventSourceImpl,
+        fetchImpl: this.fetchImpl,
       });
       this.#scheduleProbe(url);
       return this.current;
@@ -169,7 +182,7 @@ export class TransportChooser {
       // A proxy that holds the upgrade open without answering: give up on it (its close
       // counts as a failure).
       if (!opened) socket.close();
-    }, OPEN_TIMEOUT_MS);
+    }, this.openTimeoutMs);
     socket.addEventListener("open", () => {
       opened = true;
       clearTimeout(timeout);
@@ -199,11 +212,11 @@ export class TransportChooser {
     this.probeTimer = setTimeout(() => {
       // A first visit's URL: the probe only has to open, not replay anything.
       const probe = new this.WebSocketImpl(url.split("?")[0]);
-      const giveUp = setTimeout(() => probe.close(), OPEN_TIMEOUT_MS);
+      const giveUp = setTimeout(() => probe.close(), this.openTimeoutMs);
       probe.addEventListener("open", () => {
         clearTimeout(giveUp);
         probe.close();
-        this.probeDelay = PROBE_FIRST_MS;
+        this.probeDelay = this.probeFirstMs;
         this.#use("websocket");
         // Resume at once on the socket, from the last seq, like a stream that fell behind.
         const stream = this.current;
