@@ -299,28 +299,33 @@ async def room_commands(request: HttpRequest, slug: str) -> JsonResponse:
     except ChatError as exc:
         return _error(exc.code, exc.detail, 404 if exc.code == "not_found" else 403)
     conn = PostedCommands(user, room_id=room_id, me=me, budget=_budget(user.pk, room_id, me))
-    replies = await answer(conn, texts)
-    if conn.budget.flooding:
-        return _error("rate_limited", "Too many commands; the stream's commands are refused for now.", 429)
+    replies, refused_all = await answer(conn, texts)
+    if refused_all and conn.budget.flooding:
+        # A client that keeps on past its budget (where a socket would be closed 4429):
+        # nothing of this post ran, so it is refused as a whole.
+        return _error("rate_limited", "Too many commands; wait before sending more.", 429)
     return JsonResponse({"replies": [json.loads(text) for text in replies]})
 
 
-async def answer(conn: PostedCommands, texts: list[str]) -> list[str]:
-    """The reply frame of each client frame, in order. As on a socket, sends are handed
-    to the room's writer together and every other command waits for the sends before it."""
+async def answer(conn: PostedCommands, texts: list[str]) -> tuple[list[str], bool]:
+    """The reply frame of each client frame, in order, and whether the budget refused
+    them all. As on a socket, sends are handed to the room's writer together and every
+    other command waits for the sends before it."""
     replies: list[str | asyncio.Future] = []
+    refused = 0
     for text in texts:
         try:
             command = parse_client_frame(text)
         except ProtocolError as exc:
-            command, refused = None, exc
+            command, malformed = None, exc
         if command is None or command.type != "send":
             await asyncio.gather(*[r for r in replies if isinstance(r, asyncio.Future)], return_exceptions=True)
         wait = conn.budget.take()
         if wait is not None:
-            replies.append(rate_limited(command.client_id if command is not None else refused.client_id, wait))
+            refused += 1
+            replies.append(rate_limited(command.client_id if command is not None else malformed.client_id, wait))
         elif command is None:
-            replies.append(frames.error(refused.code, refused.detail, client_id=refused.client_id))
+            replies.append(frames.error(malformed.code, malformed.detail, client_id=malformed.client_id))
         elif command.type in STREAM_ONLY:
             replies.append(
                 frames.error(
@@ -331,4 +336,5 @@ async def answer(conn: PostedCommands, texts: list[str]) -> list[str]:
             )
         else:
             replies.append(await run_command(conn, command))
-    return [await r if isinstance(r, asyncio.Future) else r for r in replies if r is not None]
+    answered = [await r if isinstance(r, asyncio.Future) else r for r in replies if r is not None]
+    return answered, refused == len(replies)
