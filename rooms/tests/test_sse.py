@@ -20,15 +20,14 @@ from django.utils import timezone
 from conftest import make_user
 from moderation.models import Ban
 from rooms import sse
-from rooms.delivery.sse import encode_event, frame_event
-from rooms.delivery.stream import Frame
 from rooms.models import Message
-from rooms.protocol import batch_text, encode
 from rooms.services import do_send_message
-from tests.support.fixtures import RECEIVE_TIMEOUT, create_session, stop_room_hub
+from tests.support.fixtures import RECEIVE_TIMEOUT, create_session
 from tests.support.schema import is_room_event, validate_frame
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test ends with the hub stopped and the read path's connections closed, as the
+# `connect` fixture does, whether or not it opened a socket.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("connect")]
 
 
 class SseClient:
@@ -107,7 +106,8 @@ class SseClient:
 
 
 @pytest.fixture
-async def stream():
+async def stream(connect):
+    # After `connect`, whose teardown stops the hub once the streams below have left it.
     from chatsite.asgi import application
 
     clients: list[SseClient] = []
@@ -141,10 +141,6 @@ async def stream():
     finally:
         for client in clients:
             await client.close()
-        await stop_room_hub()
-        from rooms.dbpaths import close_read_connections
-
-        await asyncio.to_thread(close_read_connections)
 
 
 @database_sync_to_async
@@ -317,48 +313,6 @@ async def test_a_quiet_stream_gets_a_pong_with_the_rooms_last_seq_and_no_ts(stre
 
     assert pong["frame"] == {"type": "pong", "last_seq": 2}
     assert pong["id"] is None
-
-
-def test_a_heartbeat_is_owed_fifteen_seconds_after_the_last_write():
-    assert sse.HEARTBEAT_SECONDS == 15
-    assert sse.heartbeat_delay(100.0, 100.0, 15) == 15.0
-    assert sse.heartbeat_delay(100.0, 110.0, 15) == 5.0
-    assert sse.heartbeat_delay(100.0, 115.0, 15) == 0.0
-    assert sse.heartbeat_delay(100.0, 130.0, 15) == 0.0
-
-
-# The event encoding.
-
-
-def test_a_batch_is_one_event_whose_id_is_its_highest_seq():
-    texts = [encode({"type": "message", "seq": 7}), encode({"type": "presence", "count": 1})]
-    raw = frame_event(batch_text([encode({"type": "message", "seq": 6}), *texts])).raw
-
-    lines = raw.decode().split("\n")
-    assert lines[:2] == ["event: batch", "id: 7"]
-    assert lines[2].startswith("data: {")
-    assert raw.endswith(b"\n\n")
-
-
-def test_a_batch_that_vouches_for_more_takes_its_last_seq_as_id():
-    raw = frame_event(batch_text([encode({"type": "message", "seq": 6})], complete_to=9, skipped=3)).raw
-
-    assert raw.split(b"\n")[1] == b"id: 9"
-
-
-def test_a_connection_frame_has_no_id_and_line_breaks_in_text_stay_escaped():
-    raw = encode_event(encode({"type": "you", "name": "a\nb"}), kind="you").raw
-
-    assert raw.count(b"\n") == 3
-    assert b"id:" not in raw
-
-
-def test_a_shared_frame_is_encoded_once_for_every_stream():
-    frame = Frame(encode({"type": "message", "seq": 1}))
-
-    from rooms.delivery.sse import shared_event
-
-    assert shared_event(frame) is shared_event(frame)
 
 
 # The commands endpoint.

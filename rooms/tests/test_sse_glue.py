@@ -1,14 +1,17 @@
-"""What the event stream's daphne path does with daphne's HTTP request: each event is
-written to the connection as it is, chunked like Twisted would, and a reader that
-stopped reading is noticed."""
+"""The event stream's wire, without a server: how a frame becomes an event (type, id,
+data), when a heartbeat is owed, and what the daphne path does with daphne's HTTP
+request (each event written to the connection as one chunk, encoded once for all; a
+reader that stopped reading noticed)."""
 
 import asyncio
 import functools
 import inspect
 
+from rooms import sse as stream_app
 from rooms.delivery import sse
+from rooms.delivery.sse import encode_event, frame_event, shared_event
 from rooms.delivery.stream import Frame
-from rooms.protocol import encode
+from rooms.protocol import batch_text, encode
 
 
 class FakeRequest:
@@ -115,3 +118,43 @@ def test_every_twisted_attribute_the_stream_reads_exists():
     source = inspect.getsource(abstract)
     for name in ("dataBuffer", "_tempDataLen", "self.offset"):
         assert name in source, name
+
+
+def test_a_heartbeat_is_owed_fifteen_seconds_after_the_last_write():
+    assert stream_app.HEARTBEAT_SECONDS == 15
+    assert stream_app.heartbeat_delay(100.0, 100.0, 15) == 15.0
+    assert stream_app.heartbeat_delay(100.0, 110.0, 15) == 5.0
+    assert stream_app.heartbeat_delay(100.0, 115.0, 15) == 0.0
+    assert stream_app.heartbeat_delay(100.0, 130.0, 15) == 0.0
+
+
+# The event encoding.
+
+
+def test_a_batch_is_one_event_whose_id_is_its_highest_seq():
+    texts = [encode({"type": "message", "seq": 7}), encode({"type": "presence", "count": 1})]
+    raw = frame_event(batch_text([encode({"type": "message", "seq": 6}), *texts])).raw
+
+    lines = raw.decode().split("\n")
+    assert lines[:2] == ["event: batch", "id: 7"]
+    assert lines[2].startswith("data: {")
+    assert raw.endswith(b"\n\n")
+
+
+def test_a_batch_that_vouches_for_more_takes_its_last_seq_as_id():
+    raw = frame_event(batch_text([encode({"type": "message", "seq": 6})], complete_to=9, skipped=3)).raw
+
+    assert raw.split(b"\n")[1] == b"id: 9"
+
+
+def test_a_connection_frame_has_no_id_and_line_breaks_in_text_stay_escaped():
+    raw = encode_event(encode({"type": "you", "name": "a\nb"}), kind="you").raw
+
+    assert raw.count(b"\n") == 3
+    assert b"id:" not in raw
+
+
+def test_a_shared_frame_is_encoded_once_for_every_stream():
+    frame = Frame(encode({"type": "message", "seq": 1}))
+
+    assert shared_event(frame) is shared_event(frame)
