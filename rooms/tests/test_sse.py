@@ -269,6 +269,25 @@ async def test_a_kicked_viewer_gets_an_error_event_then_the_stream_ends(stream, 
     assert any(f.get("action") == "kick" for f in inner)
 
 
+async def test_a_stream_that_falls_behind_ends_without_an_error_so_the_browser_resumes(
+    stream, room, host, viewer, monkeypatch
+):
+    from rooms.delivery.sse import AsgiStream
+
+    client = await stream(room, viewer)
+    await client.next("welcome")
+
+    async def backed_up(self, frame):
+        return False
+
+    # The transport says the reader has too much unread (the daphne path's backlog bound).
+    monkeypatch.setattr(AsgiStream, "write", backed_up)
+    await send_messages(room, host, 1)
+
+    events = await client.until_end()
+    assert [e for e in events if e["event"] == "error"] == []
+
+
 async def test_signing_out_ends_the_stream_of_that_session(stream, room, viewer):
     from rooms import realtime
 
