@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -31,7 +31,8 @@ from rooms.delivery import drain, sse
 from rooms.delivery.hub import get_hub
 from rooms.errors import ChatError
 from rooms.middleware import origin_allowed
-from rooms.protocol import Close, ProtocolError, encode, frames, parse_after, parse_client_frame
+from rooms.protocol import Close, ProtocolError, frames, parse_after, parse_client_frame
+from rooms.views import json_error
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def resume_point(scope: dict[str, Any]) -> tuple[int | None, ProtocolError | Non
 
 
 async def json_response(send, status: int, code: str, detail: str) -> None:
-    """An HTTP error in the protocol's shape (as rooms.views.json_error)."""
-    body = encode({"error": {"code": code, "detail": detail}}).encode()
+    """An HTTP error in the protocol's shape (rooms.views.json_error), as plain ASGI."""
+    body = json_error(code, detail, status).content
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
 
@@ -84,7 +85,8 @@ class RoomStream(ViewerConnection):
         self.send = send
         self.start_viewer(scope, sse.stream_for(send))
         self.ended = asyncio.Event()
-        self.ending: str | None = None
+        # The last event of a stream ended for good (see ENDINGS).
+        self.ending: sse.Event | None = None
 
     @classmethod
     def as_asgi(cls):
@@ -249,11 +251,7 @@ def _room_and_me(slug: str, user) -> tuple[int, dict[str, Any]]:
 class _CsrfCheck(CsrfViewMiddleware):
     # Django's own CSRF check, answered in the protocol's JSON rather than the HTML page.
     def _reject(self, request, reason):
-        return _error("forbidden", f"CSRF check failed: {reason}", 403)
-
-
-def _error(code: str, detail: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+        return json_error("forbidden", f"CSRF check failed: {reason}", 403)
 
 
 def _frames_of(body: bytes) -> list[str]:
@@ -277,34 +275,35 @@ STREAM_ONLY = frozenset({"ping", "sync"})
 
 
 @csrf_exempt
-async def room_commands(request: HttpRequest, slug: str) -> JsonResponse:
+async def room_commands(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method != "POST":
-        return _error("bad_request", "Commands are sent with POST.", 405)
+        return json_error("bad_request", "Commands are sent with POST.", 405)
     if not origin_allowed(request.headers.get("Origin"), host=request.get_host(), scheme=request.scheme):
-        return _error("forbidden", "Commands are taken only from this site's own pages.", 403)
+        return json_error("forbidden", "Commands are taken only from this site's own pages.", 403)
     refused = _CsrfCheck(lambda _: None).process_view(request, None, (), {})
     if refused is not None:
         return refused
     user = await request.auser()
     if not user.is_authenticated:
-        return _error("unauthenticated", "Sign in to send commands.", 403)
+        return json_error("unauthenticated", "Sign in to send commands.", 403)
     if len(request.body) > settings.CHAT_FRAME_MAX_BYTES * FRAMES_PER_POST_MAX:
-        return _error("too_large", "The request is too large.", 413)
+        return json_error("too_large", "The request is too large.", 413)
     try:
         texts = _frames_of(request.body)
     except ProtocolError as exc:
-        return _error(exc.code, exc.detail, 413 if exc.code == "too_large" else 400)
+        return json_error(exc.code, exc.detail, 413 if exc.code == "too_large" else 400)
     try:
         room_id, me = await reads(_room_and_me)(slug, user)
     except ChatError as exc:
-        return _error(exc.code, exc.detail, 404 if exc.code == "not_found" else 403)
+        return json_error(exc.code, exc.detail, 404 if exc.code == "not_found" else 403)
     conn = PostedCommands(user, room_id=room_id, me=me, budget=_budget(user.pk, room_id, me))
     replies, refused_all = await answer(conn, texts)
     if refused_all and conn.budget.flooding:
         # A client that keeps on past its budget (where a socket would be closed 4429):
         # nothing of this post ran, so it is refused as a whole.
-        return _error("rate_limited", "Too many commands; wait before sending more.", 429)
-    return JsonResponse({"replies": [json.loads(text) for text in replies]})
+        return json_error("rate_limited", "Too many commands; wait before sending more.", 429)
+    # The reply frames as encoded for a socket, spliced in as they are.
+    return HttpResponse('{"replies":[' + ",".join(replies) + "]}", content_type="application/json")
 
 
 async def answer(conn: PostedCommands, texts: list[str]) -> tuple[list[str], bool]:
