@@ -210,14 +210,15 @@ export class TransportChooser {
   #scheduleProbe(url) {
     clearTimeout(this.probeTimer);
     this.probeTimer = setTimeout(() => {
+      if (this.transport !== "sse") return;
       // A first visit's URL: the probe only has to open, not replay anything.
       const probe = new this.WebSocketImpl(url.split("?")[0]);
       const giveUp = setTimeout(() => probe.close(), this.openTimeoutMs);
       probe.addEventListener("open", () => {
         clearTimeout(giveUp);
-        probe.close();
         this.probeDelay = this.probeFirstMs;
         this.#use("websocket");
+        probe.close();
         // Resume at once on the socket, from the last seq, like a stream that fell behind.
         const stream = this.current;
         if (stream instanceof EventStreamSocket) stream.send(JSON.stringify({ type: "sync" }));
