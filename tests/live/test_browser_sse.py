@@ -219,3 +219,23 @@ def test_an_error_with_a_close_code_ends_the_stream_and_a_sync_resumes_it(daphne
     assert result["bannedSeen"] == ["error"], "nothing is applied after the ending"
     assert result["gap"] == [4409], "a gap resumes the stream from the last seq"
     assert result["lost"] == [1006], "an unanswered post resumes, and the outbox sends again"
+
+
+def test_a_chinese_guest_on_the_fallback_reads_the_room_and_is_told_so_in_chinese(
+    daphne_servers, launch_browser, transactional_db
+):
+    from playwright.sync_api import expect
+
+    from rooms.services import do_send_message
+    from tests.live.test_browser_room_page import LocaleViewer
+
+    host = make_user("hana_host")
+    room = do_create_room(None, slug="sse-guest", title="Fallback room", host_username=host.username)
+    do_send_message(host, room_id=room.pk, body="欢迎")
+    (server,) = daphne_servers(1)
+    guest = LocaleViewer(launch_browser(), server, None, locale="zh-CN", init_script=BLOCK_WEBSOCKETS)
+
+    guest.open_room(room.slug)
+
+    expect(guest.page.locator("#conn-transport")).to_have_text("备用连接：事件流")
+    expect(guest.bodies("欢迎")).to_have_count(1)
