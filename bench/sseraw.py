@@ -168,12 +168,7 @@ async def connect(
 ) -> SseClient:
     """Open a stream and read its response head (raises HandshakeError/OSError)."""
     loop = asyncio.get_running_loop()
-    sock = wsraw.make_socket(host, port, local_ip, rcvbuf)
-    try:
-        await loop.sock_connect(sock, (host, port))
-    except BaseException:
-        sock.close()
-        raise
+    sock = await wsraw.connected_socket(host, port, local_ip, rcvbuf)
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
     if cookie:
         lines.append(f"Cookie: {cookie}")
