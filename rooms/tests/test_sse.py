@@ -262,6 +262,19 @@ async def test_a_stream_counts_in_the_roster_of_a_socket(stream, connect, room, 
     assert viewer.username in names
 
 
+async def test_a_stream_hears_who_joins_like_a_socket(stream, connect, room, viewer, outsider):
+    client = await stream(room, viewer)
+    await client.next("welcome")
+
+    await connect(room, outsider)
+
+    # The stream's own join comes first, alone or in the same (coalesced) delta.
+    presence = await client.next("presence")
+    while outsider.username not in [u["name"] for u in presence["frame"]["joined"]]:
+        presence = await client.next("presence")
+    assert presence["frame"]["count"] == 2
+
+
 async def test_a_kicked_viewer_gets_an_error_event_then_the_stream_ends(stream, connect, room, host, viewer):
     client = await stream(room, viewer)
     await client.next("welcome")
