@@ -21,11 +21,15 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import translation
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 
 from rooms import metrics, selectors
 from rooms.budget import CommandBudget
 from rooms.connection import ViewerConnection, budget_for, rate_limited, run_command
+from rooms.consumers import language_of
 from rooms.dbpaths import reads
 from rooms.delivery import drain, sse
 from rooms.delivery.hub import get_hub
@@ -42,9 +46,9 @@ HEARTBEAT_SECONDS = 15.0
 
 # How a stream that is ended for good tells its client (it must not reconnect).
 ENDINGS = {
-    Close.KICKED: ("forbidden", "You were removed from the room."),
-    Close.FORBIDDEN: ("forbidden", "You no longer have access to this room."),
-    Close.NOT_FOUND: ("not_found", "This room no longer exists."),
+    Close.KICKED: ("forbidden", _("You were removed from the room.")),
+    Close.FORBIDDEN: ("forbidden", _("You no longer have access to this room.")),
+    Close.NOT_FOUND: ("not_found", _("This room no longer exists.")),
 }
 
 STREAM_HEADERS = [
@@ -85,13 +89,17 @@ class RoomStream(ViewerConnection):
         self.send = send
         self.start_viewer(scope, sse.stream_for(send))
         self.ended = asyncio.Event()
+        self.language = language_of(scope)
         # The last event of a stream ended for good (see ENDINGS).
         self.ending: sse.Event | None = None
 
     @classmethod
     def as_asgi(cls):
         async def app(scope, receive, send) -> None:
-            await cls(scope, receive, send).run()
+            stream = cls(scope, receive, send)
+            # The stream's errors speak the viewer's language, as a socket's replies do.
+            with translation.override(stream.language):
+                await stream.run()
 
         return app
 
@@ -100,7 +108,7 @@ class RoomStream(ViewerConnection):
         if request["type"] == "http.disconnect":
             return
         if self.scope["method"] != "GET":
-            await json_response(self.send, 405, "bad_request", "The stream is read with GET.")
+            await json_response(self.send, 405, "bad_request", _("The stream is read with GET."))
             return
         if drain.draining():
             # The process is going away: the browser reconnects, through the proxy, to another.
@@ -109,13 +117,13 @@ class RoomStream(ViewerConnection):
         after, after_refused = resume_point(self.scope)
         state = await self.read_viewer_state()
         if state is None:
-            await json_response(self.send, 404, "not_found", "No such room.")
+            await json_response(self.send, 404, "not_found", _("No such room."))
             return
         if state.banned:
-            await json_response(self.send, 403, "banned", "You are banned from this room.")
+            await json_response(self.send, 403, "banned", _("You are banned from this room."))
             return
         if not await self.admit():
-            await json_response(self.send, 429, "rate_limited", "Too many open connections; close some first.")
+            await json_response(self.send, 429, "rate_limited", _("Too many open connections; close some first."))
             return
         await self.send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
         await self.send({"type": "http.response.body", "body": sse.preamble(), "more_body": True})
@@ -187,7 +195,9 @@ class RoomStream(ViewerConnection):
         metrics.closed(code)
         ending = ENDINGS.get(code)
         if ending is not None:
-            self.ending = sse.frame_event(frames.ended(*ending, close=code))
+            # Called from the hub's work for the room, outside this stream's own task.
+            with translation.override(self.language):
+                self.ending = sse.frame_event(frames.ended(*ending, close=code))
         self.ended.set()
 
 
@@ -251,7 +261,7 @@ def _room_and_me(slug: str, user) -> tuple[int, dict[str, Any]]:
 class _CsrfCheck(CsrfViewMiddleware):
     # Django's own CSRF check, answered in the protocol's JSON rather than the HTML page.
     def _reject(self, request, reason):
-        return json_error("forbidden", f"CSRF check failed: {reason}", 403)
+        return json_error("forbidden", format_lazy(_("CSRF check failed: {reason}"), reason=reason), 403)
 
 
 def _frames_of(body: bytes) -> list[str]:
@@ -260,13 +270,14 @@ def _frames_of(body: bytes) -> list[str]:
     try:
         posted = json.loads(body)
     except (ValueError, RecursionError):
-        raise ProtocolError("bad_request", "The body is not valid JSON.") from None
+        raise ProtocolError("bad_request", _("The body is not valid JSON.")) from None
     if isinstance(posted, dict):
         return [body.decode()]
     if not isinstance(posted, list) or not posted:
-        raise ProtocolError("bad_request", "The body must be a command object or a non-empty list of them.")
+        raise ProtocolError("bad_request", _("The body must be a command object or a non-empty list of them."))
     if len(posted) > FRAMES_PER_POST_MAX:
-        raise ProtocolError("too_large", f"At most {FRAMES_PER_POST_MAX} commands per request.")
+        detail = format_lazy(_("At most {count} commands per request."), count=FRAMES_PER_POST_MAX)
+        raise ProtocolError("too_large", detail)
     return [json.dumps(frame, ensure_ascii=False) for frame in posted]
 
 
@@ -277,17 +288,17 @@ STREAM_ONLY = frozenset({"ping", "sync"})
 @csrf_exempt
 async def room_commands(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method != "POST":
-        return json_error("bad_request", "Commands are sent with POST.", 405)
+        return json_error("bad_request", _("Commands are sent with POST."), 405)
     if not origin_allowed(request.headers.get("Origin"), host=request.get_host(), scheme=request.scheme):
-        return json_error("forbidden", "Commands are taken only from this site's own pages.", 403)
+        return json_error("forbidden", _("Commands are taken only from this site's own pages."), 403)
     refused = _CsrfCheck(lambda _: None).process_view(request, None, (), {})
     if refused is not None:
         return refused
     user = await request.auser()
     if not user.is_authenticated:
-        return json_error("unauthenticated", "Sign in to send commands.", 403)
+        return json_error("unauthenticated", _("Sign in to send commands."), 403)
     if len(request.body) > settings.CHAT_FRAME_MAX_BYTES * FRAMES_PER_POST_MAX:
-        return json_error("too_large", "The request is too large.", 413)
+        return json_error("too_large", _("The request is too large."), 413)
     try:
         texts = _frames_of(request.body)
     except ProtocolError as exc:
@@ -301,7 +312,7 @@ async def room_commands(request: HttpRequest, slug: str) -> HttpResponse:
     if refused_all and conn.budget.flooding:
         # A client that keeps on past its budget (where a socket would be closed 4429):
         # nothing of this post ran, so it is refused as a whole.
-        return json_error("rate_limited", "Too many commands; wait before sending more.", 429)
+        return json_error("rate_limited", _("Too many commands; wait before sending more."), 429)
     # The reply frames as encoded for a socket, spliced in as they are.
     return HttpResponse('{"replies":[' + ",".join(replies) + "]}", content_type="application/json")
 
@@ -329,7 +340,10 @@ async def answer(conn: PostedCommands, texts: list[str]) -> tuple[list[str], boo
             replies.append(
                 frames.error(
                     "unknown_type",
-                    f"{command.type!r} is not sent as a command here; reconnect the stream with ?after= instead.",
+                    format_lazy(
+                        _("{type!r} is not sent as a command here; reconnect the stream with ?after= instead."),
+                        type=command.type,
+                    ),
                     client_id=command.client_id,
                 )
             )

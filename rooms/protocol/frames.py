@@ -123,10 +123,11 @@ def head(*, last_seq: int) -> str:
     return encode({"type": "pong", "last_seq": last_seq})
 
 
-def ended(code: str, detail: str, *, close: int) -> str:
+def ended(code: str, detail: str | Promise, *, close: int) -> str:
     """The `error` that ends a server-sent-events stream for good; `close` is the
-    WebSocket close code of the same ending (4000 kicked, 4403 banned or signed out)."""
-    return encode({"type": "error", "code": code, "detail": detail, "close": close})
+    WebSocket close code of the same ending (4000 kicked, 4403 banned or signed out).
+    `detail` is put in the language active now, as `error` puts it."""
+    return encode({"type": "error", "code": code, "detail": str(detail), "close": close})
 
 
 def synced(*, last_seq: int, truncated: bool, client_id: str | None, pruned: bool = False) -> str:

@@ -120,8 +120,10 @@ async def stream(connect):
 
     clients: list[SseClient] = []
 
-    async def open_stream(room, user=None, *, query: str = "", last_event_id: str | None = None, client_ip="10.0.0.1"):
-        headers = [(b"host", b"127.0.0.1"), (b"accept", b"text/event-stream")]
+    async def open_stream(
+        room, user=None, *, query: str = "", last_event_id: str | None = None, client_ip="10.0.0.1", headers=()
+    ):
+        headers = [(b"host", b"127.0.0.1"), (b"accept", b"text/event-stream"), *headers]
         if user is not None:
             key = await database_sync_to_async(create_session)(user)
             headers.append((b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={key}".encode()))
@@ -309,6 +311,17 @@ async def test_a_stream_that_falls_behind_ends_without_an_error_so_the_browser_r
     assert [e for e in events if e["event"] == "error"] == []
 
 
+async def test_a_chinese_viewer_is_told_why_the_stream_ended_in_chinese(stream, connect, room, host, viewer):
+    client = await stream(room, viewer, headers=[(b"accept-language", b"zh-CN,zh;q=0.9")])
+    await client.next("welcome")
+    team = await connect(room, host)
+
+    await team.send({"type": "kick", "user": viewer.pk, "client_id": "k"})
+
+    ending = (await client.until_end())[-1]["frame"]
+    assert (ending["code"], ending["detail"], ending["close"]) == ("forbidden", "你已被移出房间。", 4000)
+
+
 async def test_signing_out_ends_the_stream_of_that_session(stream, room, viewer):
     from rooms import realtime
 
@@ -445,6 +458,15 @@ async def test_bad_json_is_400_with_a_json_body(room, viewer):
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_errors_of_the_endpoint_speak_the_requests_language(room, viewer):
+    client = await signed_in_client(viewer)
+    client.page_headers = {**client.page_headers, "accept-language": "zh-CN,zh;q=0.9"}
+
+    response = await post_commands(client, room, "{not json")
+
+    assert response.json()["error"] == {"code": "bad_request", "detail": "请求正文不是有效的 JSON。"}
 
 
 async def test_an_empty_list_is_400(room, viewer):
