@@ -112,7 +112,7 @@ class RoomStream(ViewerConnection):
             return
         if drain.draining():
             # The process is going away: the browser reconnects, through the proxy, to another.
-            await json_response(self.send, 503, "busy", "This server is restarting; connect again.")
+            await json_response(self.send, 503, "busy", _("This server is restarting; connect again."))
             return
         after, after_refused = resume_point(self.scope)
         state = await self.read_viewer_state()

@@ -549,3 +549,31 @@ async def test_the_budget_holds_across_posts_and_flooding_is_429(room, settings)
     assert [r["type"] for r in first] == ["roster", "roster"]
     assert refused[0]["code"] == "rate_limited" and refused[0]["retry_after"] > 0
     assert flooding.status_code == 429
+
+
+# Operating: drain and metrics.
+
+
+async def test_a_draining_process_refuses_new_streams_so_they_go_elsewhere(stream, room, viewer, monkeypatch):
+    from rooms.delivery import drain
+
+    monkeypatch.setattr(drain, "_draining", True)
+
+    client = await stream(room, viewer)
+
+    assert client.status == 503
+    await client.until_end()
+    assert json.loads(client.body)["error"]["code"] == "busy"
+
+
+async def test_a_stream_counts_in_the_connections_gauge_as_sse(stream, room, viewer):
+    from rooms import metrics
+
+    before = metrics.EVENT_STREAMS._value.get()
+    client = await stream(room, viewer)
+    await client.next("welcome")
+    during = metrics.EVENT_STREAMS._value.get()
+    await client.close()
+
+    assert during == before + 1
+    assert metrics.EVENT_STREAMS._value.get() == before
