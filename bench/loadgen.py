@@ -55,6 +55,7 @@ from urllib.parse import quote, urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import procstats  # noqa: E402
+import sseraw  # noqa: E402
 import wsraw  # noqa: E402
 
 try:
@@ -344,6 +345,7 @@ class LoadConfig:
     conns_per_ip: int = 500  # spread sources over 127.0.0.x, below per-IP limits
     client: str = "raw"  # raw | websockets
     protocol: str = "chat"  # chat | socketio (see PROTOCOLS)
+    transport: str = "websocket"  # websocket | sse (viewers only; senders stay on sockets)
     app_ping: float = 0.0  # seconds between protocol pings per connection (0: off)
     settle: float = 1.0  # seconds between connecting and sending
     label: str = ""
@@ -450,7 +452,13 @@ class Conn:
         # Nobody awaits it any more after a timeout; keep asyncio from logging that.
         self.welcome_fut.add_done_callback(_retrieve)
         t0 = clock()
-        if gen.cfg.client == "websockets" and isinstance(self, Viewer):
+        if gen.cfg.transport == "sse" and isinstance(self, Viewer):
+            self.client = await sseraw.connect(
+                gen.host, gen.port, f"/rooms/{gen.cfg.room}/stream" + (f"?after={after}" if after is not None else ""),
+                on_text=self.on_text, on_close=self.on_close, cookie=cookie, local_ip=self.local_ip,
+                rcvbuf=self.rcvbuf, clock=clock,
+            )
+        elif gen.cfg.client == "websockets" and isinstance(self, Viewer):
             from websockets.asyncio.client import connect as ws_connect
 
             headers = {"Cookie": cookie} if cookie else None
@@ -686,6 +694,10 @@ class Viewer(Conn):
         return (min(self.missing) - 1) if self.missing else self.next - 1
 
     def request_sync(self) -> None:
+        if self.gen.cfg.transport == "sse":
+            # A stream has no sync: the server ends it where a resume page ends, and the
+            # viewer resumes from there with ?after= (on_close, 4409).
+            return
         self.sync_pending = True
         self.recovering = True
         if self.client is None:
@@ -1482,6 +1494,7 @@ class Generator:
             "machine_cpu": self.cpu_shares,
             "generator": {
                 "client": cfg.client,
+                "transport": cfg.transport,
                 "json": JSON_LIB,
                 "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
                 "cpu_s": round(gen_cpu, 2),
@@ -1671,6 +1684,8 @@ def add_load_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--client", choices=["raw", "websockets"], help="viewer client implementation (default raw)")
     g.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="chat: chatsite's room protocol (default); socketio: Socket.IO 4 (bench/socketio/server.js)")
+    g.add_argument("--transport", choices=["websocket", "sse"],
+                   help="how viewers watch: WebSocket, or the server-sent-events stream (default websocket)")
     g.add_argument("--app-ping", type=float, help="seconds between protocol pings on every connection (0: off)")
     g.add_argument("--team-senders", type=int, help="host-team senders (moderators) besides --senders (default 0)")
     g.add_argument("--team-rate", type=float, help="total messages/s of the team senders, own pacer (default 0)")
@@ -1685,6 +1700,8 @@ def config_from_args(args, base: LoadConfig | None = None) -> LoadConfig:
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
+    if cfg.transport == "sse" and cfg.protocol != "chat":
+        raise SystemExit("--transport sse is chatsite's server-sent-events stream: it needs --protocol chat")
     return cfg
 
 

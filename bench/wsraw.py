@@ -290,6 +290,17 @@ def build_request(host: str, port: int, path: str, origin: str | None, cookie: s
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), key
 
 
+async def connected_socket(host: str, port: int, local_ip: str | None, rcvbuf: int | None) -> socket.socket:
+    """A TCP connection to the server from `local_ip` (make_socket), for a client to run on."""
+    sock = make_socket(host, port, local_ip, rcvbuf)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def connect(
     host: str,
     port: int,
@@ -307,12 +318,7 @@ async def connect(
     import time
 
     loop = asyncio.get_running_loop()
-    sock = make_socket(host, port, local_ip, rcvbuf)
-    try:
-        await loop.sock_connect(sock, (host, port))
-    except BaseException:
-        sock.close()
-        raise
+    sock = await connected_socket(host, port, local_ip, rcvbuf)
     request, key = build_request(host, port, path, origin, cookie)
     opened = loop.create_future()
     client = RawClient(request, key, on_text, on_close, opened, clock or time.monotonic_ns)

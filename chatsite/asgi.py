@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through the room consumer."""
+"""ASGI entry point: HTTP through Django, WebSockets through the room consumer, and a
+room's server-sent-events stream through its own app (rooms.sse)."""
 
 import gc
 import os
@@ -10,17 +11,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from rooms.delivery import drain  # noqa: E402
 from rooms.delivery.transport import drain_on_sigterm  # noqa: E402
 from rooms.metrics import MetricsEndpoint  # noqa: E402
 from rooms.middleware import OriginCheckMiddleware, SessionUserMiddleware  # noqa: E402
-from rooms.routing import websocket_urlpatterns  # noqa: E402
+from rooms.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # GET /metrics to CHAT_METRICS_ALLOW, answered before Django; the rest is Django's.
-        "http": MetricsEndpoint(django_asgi_app),
+        # GET /metrics to CHAT_METRICS_ALLOW, answered before Django; a room's stream stays
+        # open for as long as the viewer watches: it is a viewer of the room's hub, not a
+        # Django view (rooms.sse). Everything else is Django's.
+        "http": MetricsEndpoint(URLRouter([*http_urlpatterns, re_path(r"", django_asgi_app)])),
         # A handshake from anywhere but the site's own origins (scheme, host and port) is
         # refused with 403: no cross-site hijacking.
         "websocket": OriginCheckMiddleware(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),

@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from moderation import views as moderation_views
 from moderation.admin import UsernameAutocompleteView
-from rooms import views
+from rooms import sse, views
 
 urlpatterns = [
     path("", views.room_list, name="room_list"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/overlay/", views.room_overlay, name="room_overlay"),
     path("api/rooms/<slug:slug>/emotes", views.room_emotes, name="room_emotes"),
     path("emotes/<int:emote_id>/<str:name>", views.emote_image, name="emote_image"),
+    path("rooms/<slug:slug>/commands", sse.room_commands, name="room_commands"),
     path("api/rooms/<slug:slug>/events", views.room_events, name="room_events"),
     path("api/rooms/<slug:slug>/leaderboard", views.room_leaderboard, name="room_leaderboard"),
     path("api/rooms/<slug:slug>/moderation-log", moderation_views.room_moderation_log, name="room_moderation_log"),

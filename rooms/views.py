@@ -79,6 +79,9 @@ def room_page(request: HttpRequest, slug: str, *, popout: bool = False) -> HttpR
         {
             "room": room,
             "ws_path": f"/ws/rooms/{room.slug}/",
+            # The server-sent-events fallback (rooms.sse), where WebSockets are blocked.
+            "stream_path": f"/rooms/{room.slug}/stream",
+            "commands_path": reverse("room_commands", args=[room.slug]),
             "events_api": reverse("room_events", args=[room.slug]),
             "leaderboard_api": reverse("room_leaderboard", args=[room.slug]),
             "moderation_log_api": reverse("room_moderation_log", args=[room.slug]),

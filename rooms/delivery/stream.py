@@ -14,13 +14,15 @@ from rooms.protocol import MAX_ID, batch_text
 
 class Frame:
     """One outgoing text frame, shared by every viewer it goes to. A transport may cache
-    its own encoding of it (`wire`: the framed bytes under daphne), made once for all."""
+    its own encoding of it (`wire`: the framed bytes under daphne; `sse`: the
+    server-sent event, rooms.delivery.sse), made once for all."""
 
-    __slots__ = ("text", "wire")
+    __slots__ = ("text", "wire", "sse")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.wire: bytes | None = None
+        self.sse = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,13 +229,19 @@ def transport_for(send: Send) -> Transport:
     Daphne passes `send` as partial(server.handle_reply, protocol); Channels' session
     middleware wraps it (to save the session on accept) and passes websocket.send
     through as it is."""
-    inner = send
-    while not isinstance(inner, functools.partial) and hasattr(getattr(inner, "__self__", None), "real_send"):
-        inner = inner.__self__.real_send
-    protocol = inner.args[0] if isinstance(inner, functools.partial) and inner.args else None
+    protocol = server_protocol(send)
     if protocol is not None and _daphne_protocol(protocol):
         return DaphneTransport(protocol)
     return AsgiTransport(send)
+
+
+def server_protocol(send: Send):
+    """The daphne protocol object behind an ASGI `send` (the WebSocket protocol, or the
+    HTTP request), or None under another server."""
+    inner = send
+    while not isinstance(inner, functools.partial) and hasattr(getattr(inner, "__self__", None), "real_send"):
+        inner = inner.__self__.real_send
+    return inner.args[0] if isinstance(inner, functools.partial) and inner.args else None
 
 
 def _daphne_protocol(protocol) -> bool:

@@ -16,7 +16,8 @@ User = dict[str, Any]
 # Required fields of each connection frame (besides `type`). Optional ones: `client_id`
 # on replies, `retry_after` on errors, `truncated` on synced, `changed` on presence,
 # what an ack stored (`id`, `seq`, `balance`, `blocked`), `staff` on a user, `ts` on a
-# pong (one that answers no ping, see head(), has none).
+# pong (one that answers no ping, see head(), has none), `close` on an error that ends a
+# server-sent-events stream.
 FIELDS: dict[str, tuple[str, ...]] = {
     "welcome": (
         "room",
@@ -120,6 +121,13 @@ def head(*, last_seq: int) -> str:
     """A `pong` nobody asked for: the room's log goes up to `last_seq`, and live
     delivery may have missed some of it (fetch it with `sync`)."""
     return encode({"type": "pong", "last_seq": last_seq})
+
+
+def ended(code: str, detail: str | Promise, *, close: int) -> str:
+    """The `error` that ends a server-sent-events stream for good; `close` is the
+    WebSocket close code of the same ending (4000 kicked, 4403 banned or signed out).
+    `detail` is put in the language active now, as `error` puts it."""
+    return encode({"type": "error", "code": code, "detail": str(detail), "close": close})
 
 
 def synced(*, last_seq: int, truncated: bool, client_id: str | None, pruned: bool = False) -> str:

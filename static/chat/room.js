@@ -4,6 +4,7 @@
  * scripts).
  */
 import { RoomConnection, newClientId } from "./connection.js";
+import { TransportChooser, showTransport } from "./eventstream.js";
 import { Outbox, sendFrame } from "./outbox.js";
 import { Roster } from "./presence.js";
 import { Composer } from "./composer.js";
@@ -32,6 +33,8 @@ const byId = (id) => document.getElementById(id);
 const root = byId("room");
 const config = {
   wsPath: root.dataset.wsPath,
+  streamPath: root.dataset.streamPath,
+  commandsPath: root.dataset.commandsPath,
   eventsApi: root.dataset.eventsApi,
   leaderboardApi: root.dataset.leaderboardApi,
   moderationLogApi: root.dataset.moderationLogApi,
@@ -100,8 +103,21 @@ const messages = new MessageList({
   toast,
 });
 
+// Which transport the room is on, beside the connection status.
+const transportBadge = document.createElement("span");
+transportBadge.className = "conn-transport";
+transportBadge.id = "conn-transport";
+byId("conn-status").after(transportBadge);
+const transports = new TransportChooser({
+  streamPath: config.streamPath,
+  commandsPath: config.commandsPath,
+  onChange: (transport) => showTransport(transportBadge, transport),
+});
+showTransport(transportBadge, transports.transport);
+
 const connection = new RoomConnection({
   path: config.wsPath,
+  WebSocketImpl: transports.Impl,
   handlers: {
     status: onStatus,
     welcome: onWelcome,

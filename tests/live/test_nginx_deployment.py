@@ -27,6 +27,7 @@ from websockets.asyncio.client import connect
 from rooms.services import do_create_room
 from tests.live.clients import LiveClient, session_cookie_for
 from tests.live.conftest import REPO_ROOT, _die_with_parent, skip_or_fail
+from tests.live.sse_clients import open_stream, post_commands
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -295,3 +296,36 @@ async def test_django_sees_https_through_nginx_and_probes_reach_each_daphne(daph
             return exc.code
 
     assert await sync_to_async(status_of)("/metrics") == 404
+
+
+async def test_the_event_stream_and_its_commands_work_through_nginx(daphne_servers, nginx_in_front):
+    servers = daphne_servers(2, redis=True, env=https_env(CHAT_MAX_CONNECTIONS_PER_IP="1"), args=["--proxy-headers"])
+    port = await sync_to_async(nginx_in_front)([server.port for server in servers])
+    ana, ben = await room_and_people()
+    base = f"https://127.0.0.1:{port}"
+    ana_cookie = await sync_to_async(session_cookie_for)(ana)
+    stream = await open_stream(base, "edge", cookie=await sync_to_async(session_cookie_for)(ben), source="127.0.0.5")
+    try:
+        # The welcome comes while the response is still open: nginx does not hold it back.
+        welcome = await stream.expect_welcome()
+        status, body = await sync_to_async(post_commands)(
+            base, "edge", {"type": "send", "body": "streamed through nginx", "client_id": "edge-sse"}, cookie=ana_cookie
+        )
+        assert status == 200, body
+        [ack] = body["replies"]
+        heard = await stream.wait_for(lambda e: e.get("seq") == ack["seq"])
+
+        assert stream.status == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        assert welcome["you"]["name"] == "ben"
+        assert heard["body"] == "streamed through nginx" and heard["author"]["name"] == "ana"
+        assert not stream.ended.done()
+
+        # Streams count against the per-address limit by the visitor's address too.
+        again = await open_stream(base, "edge", source="127.0.0.5")
+        other = await open_stream(base, "edge", source="127.0.0.6")
+        await other.expect_welcome()
+        assert again.status == 429
+        await again.close()
+        await other.close()
+    finally:
+        await stream.close()
