@@ -173,6 +173,7 @@ class FakeTwistedTransport:
 class FakeDaphneProtocol:
     """What daphne hands an application as `send`'s first argument: an autobahn protocol."""
 
+    STATE_CONNECTING = 0
     STATE_OPEN = 1
 
     def __init__(self) -> None:
@@ -194,6 +195,9 @@ class FakeDaphneProtocol:
 
     def sendData(self, data: bytes) -> None:  # noqa: N802 (autobahn's name)
         self.transport.write(data)
+
+    def sendCloseFrame(self, code: int, isReply: bool = False) -> None:  # noqa: N802, N803 (autobahn's names)
+        self.replies.append({"type": "websocket.close", "code": code, "sent_by": "transport"})
 
 
 async def test_a_viewer_with_a_mebibyte_queued_is_told_to_resync(in_memory_channels, settings):
