@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from rooms import metrics, selectors, services
-from rooms.dbpaths import reads, writes
+from rooms.dbpaths import catch_up_gate, reads, writes
 from rooms.delivery import welcome
 from rooms.errors import Busy, ChatError, RateLimited
 from rooms.permissions import is_team
@@ -79,15 +79,16 @@ async def sync(conn, command: Command) -> str | None:
     # Hold live events while replaying so that each event reaches the client once:
     # what the replay covers is dropped from the outbox when it is released.
     conn.stream.hold()
-    try:
-        replay = await reads(selectors.room_replay)(
-            conn.room_id, after=command.args["after"], blocked=conn.stream.blocked, limit=page
-        )
-    except Exception:
-        await conn.write_frame(conn.stream.release(conn.stream.last_seq))
-        raise
-    if replay.texts:
-        await conn.base_send({"type": "websocket.send", "text": batch_text(replay.texts)})
+    async with catch_up_gate():
+        try:
+            replay = await reads(selectors.room_replay)(
+                conn.room_id, after=command.args["after"], blocked=conn.stream.blocked, limit=page
+            )
+        except Exception:
+            await conn.write_frame(conn.stream.release(conn.stream.last_seq))
+            raise
+        if replay.texts:
+            await conn.base_send({"type": "websocket.send", "text": batch_text(replay.texts)})
     synced = frames.synced(
         last_seq=replay.last_seq, truncated=replay.truncated, client_id=command.client_id, pruned=replay.pruned
     )

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
@@ -27,6 +29,25 @@ writes = database_sync_to_async
 def reads(fn):
     """`fn` (a read: it must not write) as a coroutine function that runs on the read path."""
     return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_read_executor)
+
+
+# Catch-ups (a sync page, a resume from further back than a room's snapshot holds) read
+# and send up to a page of the log each. Many at once, viewers back from a stall or
+# arriving from a draining process, would take the core from the live viewers in
+# bursts; one at a time per process, the others wait their turn (their live events held
+# meanwhile), and catching up runs beside the live path at a pace it can afford.
+CATCH_UPS_AT_ONCE = 1
+
+_catch_up_gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def catch_up_gate() -> asyncio.Semaphore:
+    """The running event loop's gate for catch-ups: `async with catch_up_gate(): ...`."""
+    loop = asyncio.get_running_loop()
+    gate = _catch_up_gates.get(loop)
+    if gate is None:
+        gate = _catch_up_gates[loop] = asyncio.Semaphore(CATCH_UPS_AT_ONCE)
+    return gate
 
 
 def close_read_connections() -> None:

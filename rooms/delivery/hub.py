@@ -25,7 +25,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import metrics, realtime
-from rooms.dbpaths import reads
+from rooms.dbpaths import catch_up_gate, reads
 from rooms.delivery import lag, welcome
 from rooms.delivery.stream import Delivery, Frame, Thinned
 from rooms.presence import Entry, PresenceTracker
@@ -171,7 +171,10 @@ class RoomFeed:
             parts = None if behind else snapshot.parts(after)
             if parts is not None:
                 return parts
-        return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
+        if after is None:
+            return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
+        async with catch_up_gate():
+            return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
 
     async def welcome_roster(self, joined: int) -> dict[str, Any]:
         """The roster's first page for the welcome of the `joined`-th viewer to join

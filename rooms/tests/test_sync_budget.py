@@ -86,3 +86,36 @@ async def test_a_signed_in_viewer_gets_the_full_resume_page(connect, room, host,
 
     assert [e["seq"] for e in page] == [1, 2, 3, 4]
     assert await client.expect("synced") == {"type": "synced", "last_seq": 4, "truncated": True}
+
+
+async def test_catch_ups_take_turns_on_a_process(connect, room, host, viewer, outsider, monkeypatch):
+    import threading
+
+    from rooms import selectors
+
+    await send_messages(room, host, 3)
+    clients = [await connect(room, viewer), await connect(room, outsider)]
+    replay = selectors.room_replay
+    running, most = [], []
+    lock = threading.Lock()
+
+    def counted_replay(*args, **kwargs):
+        with lock:
+            running.append(1)
+            most.append(len(running))
+        try:
+            # Long enough for the other sync to arrive while this one reads.
+            threading.Event().wait(0.2)
+            return replay(*args, **kwargs)
+        finally:
+            with lock:
+                running.pop()
+
+    monkeypatch.setattr(selectors, "room_replay", counted_replay)
+    for client in clients:
+        await client.send({"type": "sync", "after": 0})
+    for client in clients:
+        assert [e["seq"] for e in await client.room_events(3)] == [1, 2, 3]
+        await client.expect("synced")
+
+    assert max(most) == 1 and len(most) == 2
