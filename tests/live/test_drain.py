@@ -160,7 +160,14 @@ async def test_sigterm_drains_every_viewer_to_the_other_process_without_loss_or_
     for roamer in everyone:
         counts = Counter(roamer.seqs())
         missing = sorted(seq for seq in acked.values() if counts[seq] == 0)
-        doubled = sorted(seq for seq in acked.values() if counts[seq] > 1)
+        # Sent twice: within one connection, or on the resumed connection at or below
+        # the ?after= it asked with. (Live delivery may leave a hole for the client to
+        # fill, on a loaded machine; a client resuming from before the hole gets what
+        # came after it again, by its own asking, and keeps each seq once, as the page does.)
+        doubled = sorted(
+            {seq for client in roamer.connections for seq, n in Counter(client.seqs).items() if n > 1}
+            | {seq for client in roamer.connections[1:] for seq in client.seqs if seq <= (roamer.resumed_after or 0)}
+        )
         assert not missing and not doubled, (
             f"{roamer.label}: missing {missing}, doubled {doubled}; resumed after {roamer.resumed_after}; "
             f"seqs per connection {[c.seqs for c in roamer.connections]}; "
