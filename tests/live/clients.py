@@ -59,6 +59,8 @@ class LiveClient:
         self.room_events: list[Event] = []
         # Every event in arrival order, batches unpacked, whether or not the test consumed it.
         self.events: list[Event] = []
+        # Member lines a readable feed left out of this viewer's live feed.
+        self.skipped = 0
         self.frames: list[str] = []
         self.welcome: Event | None = None
         self.failure: Exception | None = None
@@ -96,8 +98,11 @@ class LiveClient:
             raise AssertionError(f"{self.label}: frame is not an event object: {frame!r}")
         if frame["type"] == "batch":
             events = frame.get("events")
-            if not isinstance(events, list) or not events:
+            # A readable feed's batch may carry only what it left out (`skipped`, up to
+            # `last_seq`); any other batch holds events.
+            if not isinstance(events, list) or not (events or frame.get("skipped")):
                 raise AssertionError(f"{self.label}: batch without events: {frame!r}")
+            self.skipped += frame.get("skipped", 0)
             return [e for item in events for e in self._unpack(item)]
         return [frame]
 
