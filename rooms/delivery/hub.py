@@ -15,6 +15,7 @@ or `?after=N`, which is why nothing here retries a delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -171,9 +172,8 @@ class RoomFeed:
             parts = None if behind else snapshot.parts(after)
             if parts is not None:
                 return parts
-        if after is None:
-            return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
-        async with catch_up_gate():
+        # A resume from further back than the snapshot holds is a catch-up: it takes its turn.
+        async with catch_up_gate() if after is not None else contextlib.nullcontext():
             return await reads(welcome.read_parts)(self.room_id, after=after, blocked=blocked)
 
     async def welcome_roster(self, joined: int) -> dict[str, Any]:
