@@ -341,10 +341,21 @@ class RedisPresence:
     async def beat(self, room_id: int, entries: list[Entry]) -> None:
         keys = self._keys(room_id)
         now = time.time()
+        conn_ids = [entry.conn_id for entry in entries]
+        if not conn_ids:
+            return
+        # One command refreshes every connection Redis knows (XX: a connection that
+        # left meanwhile is not added back): a room of 10,000 viewers costs one ZADD,
+        # not 10,000 script calls that hold the event loop while they are packed.
+        refreshed = await self.client.zadd(keys[0], dict.fromkeys(conn_ids, now), xx=True, ch=True)
+        if refreshed == len(conn_ids):
+            return
+        # Some are unknown: a Redis restart lost them. The join script adds them back
+        # (and counts a connection only when it is new).
+        scores = await self.client.zmscore(keys[0], conn_ids)
+        lost = [entry for entry, score in zip(entries, scores, strict=True) if score is None]
         async with self.client.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                # The join script refreshes the beat of a known connection and re-adds one
-                # that a Redis restart lost (it counts a connection only when it is new).
+            for entry in lost:
                 await self._join_script(keys=keys, args=self._join_args(entry, now), client=pipe)
             await pipe.execute()
 

@@ -113,3 +113,33 @@ async def test_a_viewer_idle_past_the_redis_socket_timeout_still_receives_messag
 
     [event] = await idle.room_events(1, timeout=5)
     assert (event["seq"], event["body"]) == (1, "still there?")
+
+
+async def test_a_beat_refreshes_known_connections_and_adds_back_what_redis_lost(redis_layer, room):
+    store = presence.get_presence()
+    entries = [
+        presence.Entry(
+            conn_id=f"c{n}", user_key=f"u{n}", user={"id": n, "name": f"n{n}", "role": "member"}, is_team=False
+        )
+        for n in range(3)
+    ]
+    for entry in entries:
+        await store.join(room.pk, entry)
+    conns = store._keys(room.pk)[0]
+    before = dict(await store.client.zrange(conns, 0, -1, withscores=True))
+    # Redis lost one connection (a restart without persistence); one left.
+    await store.client.zrem(conns, "c0")
+    await store.client.hdel(store._keys(room.pk)[2], "u0")
+    await store.leave(room.pk, "c2")
+
+    await store.beat(room.pk, entries[:2])
+
+    after = dict(await store.client.zrange(conns, 0, -1, withscores=True))
+    assert set(after) == {"c0", "c1"}
+    assert after["c1"] > before["c1"]
+    assert await store.count(room.pk) == 2
+    assert [u["id"] for u in await store.audience(room.pk, offset=0, limit=10)] == [0, 1]
+
+    # All known: one command, and nothing counted twice.
+    await store.beat(room.pk, entries[:2])
+    assert await store.count(room.pk) == 2
