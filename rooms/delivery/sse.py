@@ -80,9 +80,14 @@ class AsgiStream:
         # When something last went out (the heartbeat is owed after a quiet while).
         self.last_write = time.monotonic()
 
+    def put(self, frame: Frame) -> bool | None:
+        """Write one frame at once, without awaiting: False if the viewer has too much
+        unread already (it is to resume from the log), None if this stream cannot (then
+        `write` it)."""
+        return None
+
     async def write(self, frame: Frame) -> bool:
-        """Write one frame; False if the viewer has too much unread already (it is to
-        resume from the log)."""
+        """Write one frame; False if the viewer has too much unread already."""
         return await self.write_event(shared_event(frame))
 
     async def write_event(self, event: Event) -> bool:
@@ -100,13 +105,14 @@ class DaphneStream(AsgiStream):
         super().__init__(send)
         self.request = request
 
-    async def write(self, frame: Frame) -> bool:
+    def put(self, frame: Frame) -> bool | None:
         # The fan-out path: one viewer of many, once per frame, so no call it can spare.
         event = frame.sse
-        if event is None:
-            event = shared_event(frame)
-        written = self._put(event)
-        return written if written is not None else await super().write_event(event)
+        return self._put(event if event is not None else shared_event(frame))
+
+    async def write(self, frame: Frame) -> bool:
+        written = self.put(frame)
+        return written if written is not None else await super().write_event(shared_event(frame))
 
     async def write_event(self, event: Event) -> bool:
         written = self._put(event)

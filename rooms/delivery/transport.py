@@ -82,9 +82,14 @@ class AsgiTransport:
         True if it did, False to close through ASGI as usual."""
         return False
 
+    def put(self, frame: Frame) -> bool | None:
+        """Write one frame at once, without awaiting: False if the viewer has too much
+        unread already (it is to resume from the log), None if this transport cannot
+        (then `write` it)."""
+        return None
+
     async def write(self, frame: Frame) -> bool:
-        """Write one frame; False if the viewer has too much unread already (it is to
-        resume from the log)."""
+        """Write one frame; False if the viewer has too much unread already."""
         frames_written.asgi += 1
         await self._send({"type": "websocket.send", "text": frame.text})
         return True
@@ -129,6 +134,9 @@ class DaphneTransport:
         return True
 
     async def write(self, frame: Frame) -> bool:
+        return self.put(frame)
+
+    def put(self, frame: Frame) -> bool:
         ws = self.ws
         transport = ws.transport
         if transport is None or ws.state != ws.STATE_OPEN:
