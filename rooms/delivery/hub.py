@@ -20,6 +20,7 @@ import logging
 import time
 import weakref
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -40,6 +41,8 @@ ROSTER_MAX_AGE_SECONDS = 1.0
 # How long a room feed waits for a missing seq (published out of order by two server
 # processes) before it delivers what it has; the client then fills the gap from the log.
 GAP_WAIT_SECONDS = 0.3
+# Viewers written to between two turns of the event loop in a flush (a few milliseconds).
+FLUSH_SLICE = 500
 
 
 class Viewer(Protocol):
@@ -52,7 +55,7 @@ class Viewer(Protocol):
 
     def presence_entry(self) -> Entry: ...
 
-    async def offer(
+    def offer(
         self,
         deliveries: list[Delivery],
         frame: Frame,
@@ -61,10 +64,12 @@ class Viewer(Protocol):
         last_seq: int | None,
         dense: bool,
         thinned: Thinned | None,
-    ) -> None:
+    ) -> Awaitable[None] | None:
         """Write `frame` (all of `deliveries`, in seq order) or what of it is for this
         viewer. `dense`: the deliveries' seqs run from first_seq to last_seq without a hole.
-        `thinned`: what the room's readable feed keeps of them, when it left some out."""
+        `thinned`: what the room's readable feed keeps of them, when it left some out.
+        What is left to await (a write that could not be made at once, a close), if
+        anything."""
 
     async def close_by_hub(self, code: int) -> None: ...
 
@@ -248,17 +253,21 @@ class RoomFeed:
             loop.call_later(delay, self.hub.spawn, self.flush())
 
     async def flush(self) -> None:
-        self.flush_scheduled = False
         self.last_flush = time.monotonic()
         # The flush's own CPU time, not the wall clock: time spent waiting for the GIL
         # or for a core the machine gave to others is not what writing the frames cost.
-        started = time.thread_time()
+        cpu = _CpuTime()
         try:
-            await self._flush()
+            await self._flush(cpu)
         finally:
-            self.window = batch_window(time.thread_time() - started)
+            self.window = batch_window(cpu.stop())
+            self.flush_scheduled = False
+        # One flush at a time, so that every viewer gets the room's frames in order: what
+        # arrived meanwhile goes out in the next.
+        if self.pending or self.closes:
+            self.schedule_flush()
 
-    async def _flush(self) -> None:
+    async def _flush(self, cpu: _CpuTime) -> None:
         deliveries, self.pending = self.pending, []
         closes, self.closes = self.closes, []
         if deliveries:
@@ -271,11 +280,18 @@ class RoomFeed:
             # No hole inside this flush (seqs are sorted and unique).
             dense = bool(seqs) and last_seq - first_seq + 1 == len(seqs)
             thinned = self._thin(deliveries, last_seq)
-            for viewer in list(self.viewers):
+            for index, viewer in enumerate(list(self.viewers), 1):
                 try:
-                    await viewer.offer(deliveries, frame, actors, first_seq, last_seq, dense, thinned)
+                    later = viewer.offer(deliveries, frame, actors, first_seq, last_seq, dense, thinned)
+                    if later is not None:
+                        await later
                 except Exception:
                     logger.exception("Delivery to %s failed", viewer.conn_id)
+                if not index % FLUSH_SLICE:
+                    # A huge room's flush takes a good part of a second: the process's
+                    # other work (commands, pings, welcomes, other rooms) goes on between
+                    # slices of it rather than after it.
+                    await cpu.paused()
             metrics.flushed(len(deliveries), len(self.viewers))
         for user_id, code in closes:
             for viewer in [v for v in self.viewers if v.user_id == user_id]:
@@ -317,6 +333,30 @@ class RoomFeed:
             actors={d.actor for d in kept if d.actor is not None},
             for_user=for_user,
         )
+
+
+class _CpuTime:
+    """The CPU time of this thread spent in one flush, less what the event loop ran
+    in the turns the flush let it have."""
+
+    __slots__ = ("spent", "since")
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self.since = time.thread_time()
+
+    async def paused(self) -> None:
+        """Let the event loop run what is ready, then go on."""
+        self.spent += time.thread_time() - self.since
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self.since = time.thread_time()
+
+    def stop(self) -> float:
+        self.spent += time.thread_time() - self.since
+        self.since = time.thread_time()
+        return self.spent
 
 
 def batch_window(flush_seconds: float) -> float:

@@ -121,3 +121,45 @@ async def test_a_room_whose_frames_take_long_to_write_widens_its_window(settings
     await asyncio.sleep(0.35)
 
     assert viewer.frames == [[1], [2, 3]]
+
+
+class SyncViewer:
+    """A viewer whose transport writes at once (offer returns nothing to await)."""
+
+    def __init__(self, name: str, log: list) -> None:
+        self.conn_id = name
+        self.user_id = None
+        self.log = log
+
+    def offer(self, deliveries, frame, actors, first_seq, last_seq, dense, thinned=None):
+        self.log.append((self.conn_id, [d.seq for d in deliveries]))
+        return None
+
+
+async def test_a_huge_flush_lets_the_loop_run_between_slices_and_the_next_waits_for_it(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "FLUSH_SLICE", 2)
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    for n in range(5):
+        feed.viewers.add(SyncViewer(f"v{n}", log))
+
+    def meanwhile():
+        # Runs in the loop's turn after the first slice: the process's other work, and
+        # an event arriving while the flush is still under way.
+        log.append(("loop", None))
+        feed.push_event(event(2), None)
+
+    feed.push_event(event(1), None)
+    asyncio.get_running_loop().call_soon(lambda: asyncio.get_running_loop().call_soon(meanwhile))
+    await asyncio.sleep(0.05)
+
+    assert log.index(("loop", None)) < 5  # not only after the whole flush
+    frames = [entry for entry in log if entry[0] != "loop"]
+    assert len(frames) == 10
+    # Every viewer got seq 1 before seq 2, whichever order the viewers are written in.
+    for n in range(5):
+        mine = [seqs for name, seqs in frames if name == f"v{n}"]
+        assert mine == [[1], [2]]
+    assert all(seqs == [1] for _, seqs in frames[:5])
