@@ -5,8 +5,10 @@ user."""
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -205,7 +207,91 @@ def _session_store():
 
 
 def _session_and_user(session_key: str):
+    """The session (not loaded: a connection needs only its key) and its user: one
+    query for a session this process has read before, two the first time."""
     from django.contrib.auth import get_user
 
     session = _session_store()(session_key)
-    return session, get_user(SimpleNamespace(session=session))
+    known = _known_sessions.get(session_key)
+    if known is not None:
+        user = _known_user(session_key, known)
+        if user is not None:
+            return session, user
+        # Ended, changed or no longer valid: read in full, as Django reads it.
+        _known_sessions.forget(session_key)
+    user = get_user(SimpleNamespace(session=session))
+    if user.is_authenticated:
+        _known_sessions.remember(session_key, session)
+    return session, user
+
+
+class _KnownSession(NamedTuple):
+    user_id: Any
+    backend: str
+    session_hash: str
+
+
+class _KnownSessions:
+    """What the signed-in sessions this process has read say (user, backend, password
+    hash), so that the next connection with one needs a single query: the user, on
+    condition that the session row still exists and has not expired. Only the session's
+    user is taken from here; the row is checked on every connection, so a logout or an
+    expiry ends it at once, and a password change or a deactivation is seen in the
+    user's row. A session whose data changed reads in full again (the hash differs)."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._by_key: OrderedDict[str, _KnownSession] = OrderedDict()
+        self._lock = threading.Lock()  # the database read threads share it
+
+    def get(self, key: str) -> _KnownSession | None:
+        return self._by_key.get(key)
+
+    def remember(self, key: str, session) -> None:
+        from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+
+        session_hash = session.get(HASH_SESSION_KEY)
+        if not session_hash:
+            return
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        with self._lock:
+            self._by_key[key] = _KnownSession(user_id, session[BACKEND_SESSION_KEY], session_hash)
+            while len(self._by_key) > self.MAX:
+                self._by_key.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._by_key.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_key.clear()
+
+
+_known_sessions = _KnownSessions()
+
+
+def _known_user(session_key: str, known: _KnownSession):
+    """The user of a session read before, in one query, or None to read it in full:
+    what django.contrib.auth.get_user decides, for the model backend and database
+    sessions (anything else always reads in full)."""
+    from django.contrib.auth import get_user_model, load_backend
+    from django.contrib.auth.backends import ModelBackend
+    from django.db.models import Exists
+    from django.utils import timezone
+    from django.utils.crypto import constant_time_compare
+
+    store = _session_store()
+    if known.backend not in settings.AUTHENTICATION_BACKENDS or not hasattr(store, "get_model_class"):
+        return None
+    backend = load_backend(known.backend)
+    if not isinstance(backend, ModelBackend):
+        return None
+    live = store.get_model_class().objects.filter(session_key=session_key, expire_date__gt=timezone.now())
+    user = get_user_model()._default_manager.filter(Exists(live), pk=known.user_id).first()
+    if user is None or not backend.user_can_authenticate(user):
+        return None
+    if not constant_time_compare(known.session_hash, user.get_session_auth_hash()):
+        return None
+    return user

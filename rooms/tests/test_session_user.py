@@ -63,3 +63,95 @@ async def test_a_session_ended_by_a_password_change_is_anonymous():
     scope = await scope_seen(cookie(key))
 
     assert not scope["user"].is_authenticated
+
+
+def queries_for(key):
+    """The user `_session_and_user` finds for `key`, and the queries it made."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        _session, user = middleware._session_and_user(key)
+    return user, len(captured)
+
+
+@pytest.fixture
+def known_sessions():
+    middleware._known_sessions.clear()
+    yield middleware._known_sessions
+    middleware._known_sessions.clear()
+
+
+def test_a_session_read_before_costs_one_query(known_sessions):
+    user = make_user("kim_known")
+    key = create_session(user)
+
+    first, first_queries = queries_for(key)
+    again, again_queries = queries_for(key)
+
+    assert first.pk == again.pk == user.pk
+    assert (first_queries, again_queries) == (2, 1)
+
+
+def test_a_known_session_that_logged_out_is_anonymous_at_once(known_sessions):
+    from django.contrib.sessions.models import Session
+
+    key = create_session(make_user("lou_logout"))
+    queries_for(key)
+    Session.objects.filter(session_key=key).delete()
+
+    user, _ = queries_for(key)
+
+    assert not user.is_authenticated
+    assert known_sessions.get(key) is None
+
+
+def test_a_known_session_past_its_expiry_is_anonymous(known_sessions):
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    key = create_session(make_user("eve_expired"))
+    queries_for(key)
+    Session.objects.filter(session_key=key).update(expire_date=timezone.now() - timedelta(seconds=1))
+
+    user, _ = queries_for(key)
+
+    assert not user.is_authenticated
+
+
+def test_a_known_session_ended_by_a_password_change_or_deactivation_is_anonymous(known_sessions):
+    changed = make_user("pia_changed")
+    deactivated = make_user("dan_deactivated")
+    keys = [create_session(changed), create_session(deactivated)]
+    for key in keys:
+        queries_for(key)
+
+    changed.set_password("a-new-password-2")
+    changed.save()
+    deactivated.is_active = False
+    deactivated.save()
+
+    assert [queries_for(key)[0].is_authenticated for key in keys] == [False, False]
+
+
+def test_a_known_session_carried_on_by_a_password_change_of_its_own_stays_signed_in(known_sessions):
+    from django.contrib.auth import HASH_SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = make_user("cal_carried")
+    key = create_session(user)
+    queries_for(key)
+    # What update_session_auth_hash does for the session that changed the password.
+    user.set_password("a-new-password-3")
+    user.save()
+    session = SessionStore(key)
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+
+    again, _ = queries_for(key)
+    still, queries = queries_for(key)
+
+    assert again.pk == still.pk == user.pk
+    assert queries == 1
