@@ -306,10 +306,13 @@ CHAT_MAX_CONNECTIONS_PER_IP = env_int("CHAT_MAX_CONNECTIONS_PER_IP", 1000, minim
 # while a frame is being written to the viewers, or in the pause after it, go out
 # together as one batch frame. The pause keeps a room's writing to at most
 # CHAT_BATCH_FANOUT_PERCENT of the process's time (after a flush that took 2 ms, 8 ms of
-# other work at 20 %), and is at most CHAT_BATCH_WINDOW_MAX_MS. So batches grow with the
-# room's size and rate, never with a clock.
+# other work at 20 %), and is at most CHAT_BATCH_WINDOW_MAX_MS, unless the room is so big
+# that its writing would then take more than CHAT_BATCH_FANOUT_MAX_PERCENT of the process
+# (the rest is for storing, reading and welcoming). So batches grow with the room's size
+# and rate, never with a clock.
 CHAT_BATCH_WINDOW_MAX_MS = env_int("CHAT_BATCH_WINDOW_MAX_MS", 200, minimum=1)
 CHAT_BATCH_FANOUT_PERCENT = env_int("CHAT_BATCH_FANOUT_PERCENT", 20, minimum=1)
+CHAT_BATCH_FANOUT_MAX_PERCENT = env_int("CHAT_BATCH_FANOUT_MAX_PERCENT", 60, minimum=1)
 # A room's database writes batch the same way: a send that finds the writer idle is
 # written at once; the sends arriving while a write is in flight, or in the pause that
 # keeps the room's writes to CHAT_WRITE_CPU_PERCENT of the process's CPU, go together.

@@ -47,10 +47,15 @@ def test_the_pause_after_a_flush_keeps_writing_to_its_share_of_the_time_and_is_b
     settings.CHAT_BATCH_WINDOW_MAX_MS = 200
     settings.CHAT_BATCH_FANOUT_PERCENT = 20
 
+    settings.CHAT_BATCH_FANOUT_MAX_PERCENT = 60
+
     assert batch_window(0.0) == 0.0
     assert batch_window(0.001) == pytest.approx(0.005)
     assert batch_window(0.02) == pytest.approx(0.1)
-    assert batch_window(5.0) == 0.2
+    assert batch_window(0.1) == 0.2
+    # A room so big that writing a frame takes 180 ms: at most 60% of the time, not 90%.
+    assert batch_window(0.18) == pytest.approx(0.3)
+    assert batch_window(5.0) == pytest.approx(5.0 / 0.6)
 
 
 async def test_a_quiet_room_sends_each_event_at_once():
