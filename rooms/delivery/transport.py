@@ -3,10 +3,13 @@ or Autobahn.
 
 `transport_for(send)` picks the transport of a connection from the ASGI `send` the
 server gave it; `drain_on_sigterm(drain)` makes daphne's SIGTERM drain the process
-(rooms.delivery.drain) rather than stop it at once. Under daphne it is a DaphneTransport: fan-out frames are framed once
-for all viewers and written straight to the socket, what a viewer that stopped reading
-has queued is known (so it can be told to resume from the log instead of growing), and
-what a client may send unread is bounded. Under any other ASGI server it is an
+(rooms.delivery.drain) rather than stop it at once; `spread_connection_checks()` makes
+daphne's periodic connection checks a slice at a time.
+
+Under daphne it is a DaphneTransport: fan-out frames are framed once for all viewers and
+written straight to the socket, what a viewer that stopped reading has queued is known
+(so it can be told to resume from the log instead of growing), and what a client may
+send unread is bounded. Under any other ASGI server it is an
 AsgiTransport: every frame goes through `send`, and the viewer's outbox bound is the
 only one. The daphne, Twisted and Autobahn versions are pinned in requirements.txt, and
 rooms/tests/test_daphne_glue.py fails when an upgrade moves what this relies on.
@@ -309,9 +312,13 @@ def drain_on_sigterm(drain: Callable[[], Awaitable[None]]) -> bool:
     return True
 
 
-def _take_sigterm(reactor, drain: Callable[[], Awaitable[None]]) -> None:
+def _daphne_servers(reactor) -> set:
     # daphne's Server, reached through the factories of the sockets it listens on.
-    servers = {getattr(port.factory, "server", None) for port in _listening_ports(reactor)} - {None}
+    return {getattr(port.factory, "server", None) for port in _listening_ports(reactor)} - {None}
+
+
+def _take_sigterm(reactor, drain: Callable[[], Awaitable[None]]) -> None:
+    servers = _daphne_servers(reactor)
     began = False
 
     def on_sigterm(signum, frame) -> None:
@@ -323,6 +330,49 @@ def _take_sigterm(reactor, drain: Callable[[], Awaitable[None]]) -> None:
         reactor.callFromThread(_begin_drain, reactor, servers, drain)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+# Connection checks under daphne.
+#
+# Every 2 s daphne checks each connection's timeouts and sends a WebSocket ping to those
+# not pinged for --ping-interval (20 s), all in one call: at 10,000 viewers a pass holds
+# the event loop for 100-300 ms (a thousand pings written, ten thousand checks), and
+# every room's frames wait behind it, every 2 s. The same checks are made a slice at a
+# time, the loop running what is ready between slices.
+
+TIMEOUT_CHECK_SECONDS = 2
+TIMEOUT_CHECK_SLICE = 500
+
+
+def spread_connection_checks() -> bool:
+    """Under daphne, make its periodic connection checks a slice at a time; False,
+    doing nothing, under any other server. Called when the application is imported."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if "daphne.server" not in sys.modules or reactor is None:
+        return False
+    reactor.callWhenRunning(_spread_connection_checks, reactor)
+    return True
+
+
+def _spread_connection_checks(reactor) -> None:
+    for server in _daphne_servers(reactor):
+        # daphne schedules its next pass as `self.timeout_checker` when a pass ends.
+        server.timeout_checker = functools.partial(_check_connections, reactor, server)
+
+
+def _check_connections(reactor, server, protocols: list | None = None, start: int = 0) -> None:
+    """One slice of daphne's Server.timeout_checker, then the next, then the next pass."""
+    if protocols is None:
+        protocols = list(server.connections)
+    end = start + TIMEOUT_CHECK_SLICE
+    for protocol in protocols[start:end]:
+        # One that went away since the pass began has nothing left to check.
+        if protocol in server.connections:
+            protocol.check_timeouts()
+    if end < len(protocols):
+        reactor.callLater(0, _check_connections, reactor, server, protocols, end)
+    else:
+        reactor.callLater(TIMEOUT_CHECK_SECONDS, server.timeout_checker)
 
 
 def _listening_ports(reactor) -> list:

@@ -293,3 +293,58 @@ def test_daphne_still_has_what_the_drain_relies_on():
     # Autobahn refuses 1012 from sendClose, not from sendCloseFrame.
     assert "3000 <= code <= 4999" in inspect.getsource(WebSocketProtocol.sendClose)
     assert "3000 <= code" not in inspect.getsource(WebSocketProtocol.sendCloseFrame)
+
+
+class ManualReactor:
+    """Calls scheduled with callLater, run when the test says."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, object, tuple]] = []
+
+    def callLater(self, delay, fn, *args):
+        self.calls.append((delay, fn, args))
+
+    def run_next(self):
+        delay, fn, args = self.calls.pop(0)
+        fn(*args)
+        return delay
+
+
+class CheckedProtocol:
+    def __init__(self, log: list, name: int) -> None:
+        self.log, self.name = log, name
+
+    def check_timeouts(self):
+        self.log.append(self.name)
+
+
+def test_daphnes_connection_checks_run_a_slice_at_a_time_and_then_again(monkeypatch):
+    from rooms.delivery import transport
+
+    monkeypatch.setattr(transport, "TIMEOUT_CHECK_SLICE", 2)
+    log: list = []
+    reactor = ManualReactor()
+    protocols = [CheckedProtocol(log, n) for n in range(5)]
+    server = SimpleNamespace(connections=dict.fromkeys(protocols, {}), timeout_checker=None)
+    server.timeout_checker = lambda: transport._check_connections(reactor, server)
+
+    server.timeout_checker()
+    assert log == [0, 1]
+    # The loop runs what is ready before the next slice; one connection goes away.
+    del server.connections[protocols[2]]
+    assert reactor.run_next() == 0
+    assert log == [0, 1, 3]
+    assert reactor.run_next() == 0
+    assert log == [0, 1, 3, 4]
+    # The pass is over: the next one in daphne's 2 s.
+    assert reactor.calls == [(transport.TIMEOUT_CHECK_SECONDS, server.timeout_checker, ())]
+
+
+def test_daphne_still_has_what_the_spread_checks_rely_on():
+    from daphne.server import Server
+    from daphne.ws_protocol import WebSocketProtocol
+
+    # The pass reschedules itself through the instance attribute, every 2 s.
+    assert "reactor.callLater(2, self.timeout_checker)" in inspect.getsource(Server.timeout_checker)
+    assert "protocol.check_timeouts()" in inspect.getsource(Server.timeout_checker)
+    assert callable(WebSocketProtocol.check_timeouts)
