@@ -14,7 +14,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from rooms.delivery import drain  # noqa: E402
-from rooms.delivery.transport import drain_on_sigterm, spread_connection_checks  # noqa: E402
+from rooms.delivery.transport import (  # noqa: E402
+    defer_handshake_logging,
+    drain_on_sigterm,
+    spread_connection_checks,
+)
 from rooms.metrics import MetricsEndpoint  # noqa: E402
 from rooms.middleware import OriginCheckMiddleware, SessionUserMiddleware  # noqa: E402
 from rooms.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
@@ -37,6 +41,8 @@ drain_on_sigterm(drain.drain)
 # Under daphne, its checks of every connection (timeouts, WebSocket pings) every 2 s run
 # a slice at a time rather than holding every room's frames for a whole pass.
 spread_connection_checks()
+# Autobahn formats each handshake's options for a debug line: only when it is written.
+defer_handshake_logging()
 
 # A full garbage collection walks every tracked object, and each open connection holds
 # ~140 of them (its middleware coroutines, tasks, protocol objects): with thousands of

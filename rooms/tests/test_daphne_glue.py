@@ -348,3 +348,31 @@ def test_daphne_still_has_what_the_spread_checks_rely_on():
     assert "reactor.callLater(2, self.timeout_checker)" in inspect.getsource(Server.timeout_checker)
     assert "protocol.check_timeouts()" in inspect.getsource(Server.timeout_checker)
     assert callable(WebSocketProtocol.check_timeouts)
+
+
+def test_autobahns_handshake_debug_text_is_made_only_when_written():
+    import pprint
+    import re
+
+    from autobahn.websocket import protocol
+
+    from rooms.delivery import transport
+
+    source = inspect.getsource(protocol)
+    # Where Autobahn uses pformat: two log arguments and Timings.__str__, which the glue
+    # replaces. An upgrade that adds another use must be looked at.
+    assert len(re.findall(r"\bpformat\(", source)) == 3
+    assert "return pformat(self._timings)" in inspect.getsource(protocol.Timings.__str__) or (
+        protocol.Timings.__str__ is transport._timings_text
+    )
+
+    transport.defer_handshake_logging()
+    value = [("openHandshakeTimeout", 5, "WebSocketServerFactory")] * 3
+
+    assert protocol.pformat is transport._Pretty
+    # As Twisted's logger formats the line it writes.
+    written = "\n{attrs}".format(attrs=protocol.pformat(value))  # noqa: UP032
+    assert written == "\n" + pprint.pformat(value)
+    timings = protocol.Timings()
+    timings.track("handshake")
+    assert str(timings) == pprint.pformat(timings._timings)
