@@ -36,6 +36,9 @@ class Delivery:
     text: str
     skippable: bool = False
     concerns: tuple[int, ...] = ()
+    # Whether the room's readable feed keeps it (a skippable line only): None until the
+    # feed decides.
+    readable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ class Viewer:
 
 def watched_feed(viewer: Viewer) -> RoomFeed:
     feed = RoomFeed(StubHub(), 1)
-    feed.viewers.add(viewer)
+    feed.add_viewer(viewer)
     return feed
 
 
@@ -148,7 +148,7 @@ async def test_a_huge_flush_lets_the_loop_run_between_slices_and_the_next_waits_
     log: list = []
     feed = RoomFeed(StubHub(), 1)
     for n in range(5):
-        feed.viewers.add(SyncViewer(f"v{n}", log))
+        feed.add_viewer(SyncViewer(f"v{n}", log))
 
     def meanwhile():
         # Runs in the loop's turn after the first slice: the process's other work, and
@@ -168,3 +168,86 @@ async def test_a_huge_flush_lets_the_loop_run_between_slices_and_the_next_waits_
         mine = [seqs for name, seqs in frames if name == f"v{n}"]
         assert mine == [[1], [2]]
     assert all(seqs == [1] for _, seqs in frames[:5])
+
+
+class GroupViewer(SyncViewer):
+    """Records the seqs each frame carries for it (the readable feed's, when thinned)."""
+
+    def __init__(self, name: str, log: list, user_id=None) -> None:
+        super().__init__(name, log)
+        self.user_id = user_id
+        self.closed_with = None
+
+    def offer(self, deliveries, frame, actors, first_seq, last_seq, dense, thinned=None):
+        shown = thinned.kept if thinned is not None else deliveries
+        self.log.append((self.conn_id, [d.seq for d in shown]))
+        return None
+
+    async def close_by_hub(self, code):
+        self.closed_with = code
+
+
+def member_line(seq: int, author: int) -> Delivery:
+    return Delivery(seq, author, encode({"type": "message", "seq": seq}), True, (author,))
+
+
+async def test_a_big_room_is_written_a_group_at_a_time_each_viewer_getting_every_event_once(monkeypatch, settings):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "FEED_GROUP_VIEWERS", 2)
+    settings.CHAT_READABLE_MESSAGES_PER_SECOND = 2
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    viewers = [GroupViewer(f"v{n}", log, user_id=100 + n) for n in range(5)]
+    for viewer in viewers:
+        feed.add_viewer(viewer)
+    assert sorted(len(group.viewers) for group in feed.groups) == [1, 2, 2]
+
+    # Member lines past the readable rate (2): every group keeps the same two.
+    for seq in range(1, 6):
+        feed.push_event(member_line(seq, 7), None)
+    feed.push_event(event(6), (104, 4003))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if not any(group.pending or group.closes for group in feed.groups):
+            break
+
+    for viewer in viewers:
+        mine = [seq for name, seqs in log if name == viewer.conn_id for seq in seqs]
+        assert mine == [1, 2, 6], viewer.conn_id
+    # The kick reached its user's viewer in whichever group it is.
+    assert [v.closed_with for v in viewers] == [None, None, None, None, 4003]
+
+    # A group whose viewers all left is gone with what was on its way to them.
+    lone = next(group for group in feed.groups if len(group.viewers) == 1)
+    feed.remove_viewer(next(iter(lone.viewers)))
+    assert len(feed.groups) == 2 and len(feed.viewers) == 4
+
+
+def test_the_groups_of_a_busy_room_take_turns_a_share_of_the_window_apart(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "FEED_GROUP_VIEWERS", 1)
+    feed = RoomFeed(StubHub(), 1)
+    for n in range(4):
+        feed.add_viewer(GroupViewer(f"v{n}", []))
+    first, second, third, fourth = feed.groups
+    # Writing to the whole room took long: a window of 0.4 s, the last flush (the first
+    # group's) at t=10.
+    feed.window, feed.last_flush = 0.4, 10.0
+    first.last_flush, second.last_flush, third.last_flush, fourth.last_flush = 10.0, 9.7, 9.0, 9.5
+    for group in feed.groups:
+        group.pending.append(event(1))
+
+    # The group written longest ago goes next, a quarter of the window after the last.
+    assert feed._next_group() == (third, pytest.approx(10.1))
+    third.last_flush = feed.last_flush = 10.1
+    assert feed._next_group() == (fourth, pytest.approx(10.2))
+    # One written recently waits a whole window after its own flush.
+    second.last_flush = 10.15
+    for group in (first, third, fourth):
+        group.pending.clear()
+    assert feed._next_group() == (second, pytest.approx(10.55))
+    # Nothing on its way anywhere: nothing to write.
+    second.pending.clear()
+    assert feed._next_group() == (None, 0.0)
