@@ -14,6 +14,7 @@ commands endpoint of the streams alike.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable
@@ -36,6 +37,16 @@ from rooms.protocol import Close, Command, ProtocolError, frames
 
 logger = logging.getLogger(__name__)
 
+# A connection's id names it in the presence store and the connection limits, which
+# every process shares: this process's random prefix and a count. (uuid4 per connection
+# read the system's random source each time: a few percent of a connect's CPU.)
+_PROCESS_PREFIX = uuid.uuid4().hex
+_connections = itertools.count()
+
+
+def new_conn_id() -> str:
+    return f"{_PROCESS_PREFIX}{next(_connections):x}"
+
 
 class ViewerConnection:
     """The part of a connection the hub, the presence tracker and the commands see."""
@@ -43,7 +54,7 @@ class ViewerConnection:
     def start_viewer(self, scope: dict[str, Any], transport) -> None:
         """Who is connecting, before anything is read (the transport writes its frames)."""
         self.scope = scope
-        self.conn_id = uuid.uuid4().hex
+        self.conn_id = new_conn_id()
         self.user = scope["user"]
         self.user_id: int | None = self.user.pk if self.user.is_authenticated else None
         self.session_key: str | None = getattr(scope.get("session"), "session_key", None)

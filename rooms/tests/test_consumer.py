@@ -910,3 +910,14 @@ async def test_blocking_from_one_tab_hides_the_author_in_every_tab(connect, room
     assert [e["seq"] for e in await bystander.room_events(2)] == [1, 2]
     for viewer_tab in (tab, other_tab):
         assert [e["seq"] for e in await viewer_tab.room_events(1)] == [2]
+
+
+def test_connection_ids_are_unique_and_carry_the_process_random_prefix():
+    from rooms import connection
+
+    ids = [connection.new_conn_id() for _ in range(1000)]
+
+    assert len(set(ids)) == 1000
+    # 128 random bits per process: two processes' ids do not meet in the shared store.
+    assert all(i.startswith(connection._PROCESS_PREFIX) for i in ids)
+    assert len(connection._PROCESS_PREFIX) == 32
