@@ -150,8 +150,10 @@ class RoomFeed:
         group = min(self.groups, key=lambda g: len(g.viewers), default=None)
         if group is None or len(group.viewers) >= FEED_GROUP_VIEWERS:
             # A group starts with no events on their way: its viewers are new, and their
-            # welcomes hold everything taken in so far.
+            # welcomes hold everything taken in so far. A kick or ban the other groups
+            # have not acted on yet applies to its viewers too (one may be the user's).
             group = _Group()
+            group.closes = list(dict.fromkeys(close for g in self.groups for close in g.closes))
             self.groups.append(group)
         group.viewers.add(viewer)
         self._group_of[viewer] = group
@@ -212,6 +214,9 @@ class RoomFeed:
         if self.held:
             self.next_seq = min(self.held)
             self._release_held()
+            if self.held:
+                # Another hole further on: it gets its own wait.
+                self.gap_timer = asyncio.get_running_loop().call_later(GAP_WAIT_SECONDS, self._give_up_gap)
             self.schedule_flush()
 
     def _took(self, delivery: Delivery) -> None:
@@ -335,11 +340,15 @@ class RoomFeed:
         cpu = _CpuTime()
         try:
             await self._flush(group, cpu)
-        finally:
-            group.cost = cpu.stop()
-            # What writing to the whole room costs: each group's latest flush.
-            self.window = batch_window(sum(g.cost for g in self.groups))
+        except asyncio.CancelledError:
             self.flush_scheduled = False
+            raise
+        except Exception:
+            logger.exception("Flush of room %s failed", self.room_id)
+        group.cost = cpu.stop()
+        # What writing to the whole room costs: each group's latest flush.
+        self.window = batch_window(sum(g.cost for g in self.groups))
+        self.flush_scheduled = False
         # One flush at a time, so that every viewer gets the room's frames in order: what
         # arrived meanwhile goes out in the next.
         self.schedule_flush()
@@ -372,7 +381,10 @@ class RoomFeed:
             metrics.flushed(len(deliveries), len(group.viewers))
         for user_id, code in closes:
             for viewer in [v for v in group.viewers if v.user_id == user_id]:
-                await viewer.close_by_hub(code)
+                try:
+                    await viewer.close_by_hub(code)
+                except Exception:
+                    logger.exception("Closing %s failed", viewer.conn_id)
 
     def _decide(self, delivery: Delivery) -> Delivery:
         """Whether the readable feed keeps a member's line, decided once as it is taken

@@ -251,3 +251,62 @@ def test_the_groups_of_a_busy_room_take_turns_a_share_of_the_window_apart(monkey
     # Nothing on its way anywhere: nothing to write.
     second.pending.clear()
     assert feed._next_group() == (None, 0.0)
+
+
+class FailingCloseViewer(GroupViewer):
+    def __init__(self, name, log, user_id, feed) -> None:
+        super().__init__(name, log, user_id=user_id)
+        self.feed = feed
+
+    async def close_by_hub(self, code):
+        # The next event arrives while this flush is under way, and then nothing more.
+        self.feed.push_event(event(2), None)
+        raise RuntimeError("the client went away first")
+
+
+async def test_a_close_that_fails_does_not_stop_the_rooms_next_flushes():
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    feed.add_viewer(FailingCloseViewer("kicked", log, 5, feed))
+    feed.add_viewer(GroupViewer("other", log, user_id=6))
+
+    feed.push_event(event(1), (5, 4003))
+    await asyncio.sleep(0.05)
+
+    assert [seqs for name, seqs in log if name == "other"] == [[1], [2]]
+
+
+async def test_a_kick_on_its_way_reaches_a_viewer_in_a_group_made_after_it(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "FEED_GROUP_VIEWERS", 1)
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    feed.add_viewer(GroupViewer("first", log, user_id=5))
+    feed.window = feed.last_flush = 10**9  # nothing is written until the test says
+    feed.push_event(event(1), (7, 4003))
+    # The kicked user's connection joins after the kick arrived, in a group of its own.
+    late = GroupViewer("late", log, user_id=7)
+    feed.add_viewer(late)
+    feed.window = feed.last_flush = 0.0
+    feed.flush_scheduled = False
+    feed.schedule_flush()
+    await asyncio.sleep(0.05)
+
+    assert late.closed_with == 4003
+
+
+async def test_a_second_hole_in_the_seqs_gets_its_own_wait(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.02)
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    feed.add_viewer(GroupViewer("v", log))
+    feed.push_event(event(1), None)
+    # 2 and 4 never arrive (lost on the way): 3 and 5 are held, then given up on in turn.
+    feed.push_event(event(3), None)
+    feed.push_event(event(5), None)
+    await asyncio.sleep(0.2)
+
+    assert [seq for _, seqs in log for seq in seqs] == [1, 3, 5]
