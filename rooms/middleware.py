@@ -237,7 +237,9 @@ class _KnownSessions:
     condition that the session row still exists and has not expired. Only the session's
     user is taken from here; the row is checked on every connection, so a logout or an
     expiry ends it at once, and a password change or a deactivation is seen in the
-    user's row. A session whose data changed reads in full again (the hash differs)."""
+    user's row, and a session whose password hash changed reads in full again. Django
+    gives a session a new key whenever its user changes (login, logout), so a key names
+    one user for as long as it lives."""
 
     MAX = 10_000
 
@@ -286,7 +288,8 @@ def _known_user(session_key: str, known: _KnownSession):
     if known.backend not in settings.AUTHENTICATION_BACKENDS or not hasattr(store, "get_model_class"):
         return None
     backend = load_backend(known.backend)
-    if not isinstance(backend, ModelBackend):
+    # The model backend's own get_user only: a subclass may check more when it reads one.
+    if not isinstance(backend, ModelBackend) or type(backend).get_user is not ModelBackend.get_user:
         return None
     live = store.get_model_class().objects.filter(session_key=session_key, expire_date__gt=timezone.now())
     user = get_user_model()._default_manager.filter(Exists(live), pk=known.user_id).first()

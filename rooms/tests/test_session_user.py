@@ -3,6 +3,7 @@
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 
 from conftest import make_user
 from rooms import middleware
@@ -155,3 +156,21 @@ def test_a_known_session_carried_on_by_a_password_change_of_its_own_stays_signed
 
     assert again.pk == still.pk == user.pk
     assert queries == 1
+
+
+class StricterBackend(ModelBackend):
+    """A backend that checks more when it reads a user: never the one-query path."""
+
+    def get_user(self, user_id):
+        return super().get_user(user_id)
+
+
+def test_a_backend_with_its_own_user_reading_is_always_asked(known_sessions, settings):
+    settings.AUTHENTICATION_BACKENDS = ["rooms.tests.test_session_user.StricterBackend"]
+    key = create_session(make_user("sol_stricter"))
+
+    first, first_queries = queries_for(key)
+    again, again_queries = queries_for(key)
+
+    assert first.pk == again.pk
+    assert (first_queries, again_queries) == (2, 2)
