@@ -344,15 +344,20 @@ class RedisPresence:
         conn_ids = [entry.conn_id for entry in entries]
         if not conn_ids:
             return
-        # One command refreshes every connection Redis knows (XX: a connection that
-        # left meanwhile is not added back): a room of 10,000 viewers costs one ZADD,
-        # not 10,000 script calls that hold the event loop while they are packed.
+        # One command refreshes every connection Redis knows (XX adds none): a room of
+        # 10,000 viewers costs one ZADD, not 10,000 script calls that hold the event
+        # loop while they are packed.
         refreshed = await self.client.zadd(keys[0], dict.fromkeys(conn_ids, now), xx=True, ch=True)
         if refreshed == len(conn_ids):
             return
-        # Some are unknown: a Redis restart lost them. The join script adds them back
-        # (and counts a connection only when it is new).
-        scores = await self.client.zmscore(keys[0], conn_ids)
+        # Some are unknown: a Redis restart lost them (or one left since the list was
+        # made, and is added back until the sweep: as before). The join script adds them
+        # back, counting a connection only when it is new. (ZSCORE, not ZMSCORE: Redis
+        # before 6.2 too.)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for conn_id in conn_ids:
+                pipe.zscore(keys[0], conn_id)
+            scores = await pipe.execute()
         lost = [entry for entry, score in zip(entries, scores, strict=True) if score is None]
         async with self.client.pipeline(transaction=False) as pipe:
             for entry in lost:
