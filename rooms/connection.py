@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import uuid
 from collections.abc import Awaitable
 from typing import Any
@@ -42,6 +43,16 @@ logger = logging.getLogger(__name__)
 # read the system's random source each time: a few percent of a connect's CPU.)
 _PROCESS_PREFIX = uuid.uuid4().hex
 _connections = itertools.count()
+
+
+def _new_process() -> None:
+    # A server that imports the application and then forks its workers: each its own.
+    global _PROCESS_PREFIX, _connections
+    _PROCESS_PREFIX = uuid.uuid4().hex
+    _connections = itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_process)
 
 
 def new_conn_id() -> str:

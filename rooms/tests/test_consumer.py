@@ -921,3 +921,16 @@ def test_connection_ids_are_unique_and_carry_the_process_random_prefix():
     # 128 random bits per process: two processes' ids do not meet in the shared store.
     assert all(i.startswith(connection._PROCESS_PREFIX) for i in ids)
     assert len(connection._PROCESS_PREFIX) == 32
+
+
+def test_a_forked_server_process_names_its_connections_afresh(monkeypatch):
+    from rooms import connection
+
+    monkeypatch.setattr(connection, "_PROCESS_PREFIX", connection._PROCESS_PREFIX)
+    monkeypatch.setattr(connection, "_connections", connection._connections)
+    before = connection.new_conn_id()
+
+    connection._new_process()  # what os.register_at_fork runs in the child
+
+    after = connection.new_conn_id()
+    assert after[:32] != before[:32] and after.endswith("0")
