@@ -107,8 +107,8 @@ class RoomFeed:
     def __init__(self, hub: Hub, room_id: int) -> None:
         self.hub = hub
         self.room_id = room_id
-        self.viewers: set[Viewer] = set()
         self.groups: list[_Group] = []
+        # Every local viewer of the room, and its group.
         self._group_of: dict[Viewer, _Group] = {}
         # Events that arrived ahead of a missing seq, waiting up to GAP_WAIT_SECONDS.
         self.held: dict[int, Delivery] = {}
@@ -145,6 +145,11 @@ class RoomFeed:
 
     # Viewers.
 
+    @property
+    def viewers(self):
+        """The room's local viewers (a live view: copy it to iterate across awaits)."""
+        return self._group_of.keys()
+
     def add_viewer(self, viewer: Viewer) -> None:
         """From now on `viewer` is offered the room's events (it holds them until its welcome)."""
         group = min(self.groups, key=lambda g: len(g.viewers), default=None)
@@ -157,10 +162,8 @@ class RoomFeed:
             self.groups.append(group)
         group.viewers.add(viewer)
         self._group_of[viewer] = group
-        self.viewers.add(viewer)
 
     def remove_viewer(self, viewer: Viewer) -> None:
-        self.viewers.discard(viewer)
         group = self._group_of.pop(viewer, None)
         if group is not None:
             group.viewers.discard(viewer)
@@ -412,7 +415,8 @@ class RoomFeed:
             return None
         kept: list[Delivery] = []
         skipped: list[Delivery] = []
-        for d in map(self._decide, deliveries):
+        # Each line was decided as it was taken in (_decide).
+        for d in deliveries:
             (kept if not d.skippable or d.readable else skipped).append(d)
         if not skipped:
             return None

@@ -110,10 +110,6 @@ class DaphneStream(AsgiStream):
         event = frame.sse
         return self._put(event if event is not None else shared_event(frame))
 
-    async def write(self, frame: Frame) -> bool:
-        written = self.put(frame)
-        return written if written is not None else await super().write_event(shared_event(frame))
-
     async def write_event(self, event: Event) -> bool:
         written = self._put(event)
         return written if written is not None else await super().write_event(event)

@@ -31,7 +31,8 @@ def notice(seq: int) -> Delivery:
 def thin(deliveries, rate, settings):
     settings.CHAT_READABLE_MESSAGES_PER_SECOND = rate
     feed = RoomFeed(StubHub(), 1)
-    return feed._thin(deliveries, deliveries[-1].seq)
+    # As the feed takes them in.
+    return feed._thin([feed._decide(d) for d in deliveries], deliveries[-1].seq)
 
 
 def seqs(frame) -> list[int]:
@@ -105,7 +106,7 @@ def test_a_flush_of_skipped_lines_only_still_tells_the_viewer_what_it_missed(set
     settings.CHAT_READABLE_MESSAGES_PER_SECOND = 1
     feed = RoomFeed(StubHub(), 1)
     feed.readable = 0
-    thinned = feed._thin(first, 2)
+    thinned = feed._thin([feed._decide(d) for d in first], 2)
 
     frame = stream.offer(first, None, {10, 11}, 1, 2, True, thinned)
 
