@@ -174,17 +174,20 @@ class PresenceTracker:
 
     async def _beat_loop(self) -> None:
         """Retry failed presence writes every second; every CHAT_PRESENCE_BEAT_SECONDS,
-        refresh this process's entries and age out those of dead processes."""
+        refresh this process's entries and age out those of dead processes. A beat that
+        failed is tried again the next second: it is what puts this process's viewers
+        back after a Redis restart, and the first call after one may well fail."""
         # Spread the processes' beats so they do not all sweep at the same moment.
         next_beat = time.monotonic() + settings.CHAT_PRESENCE_BEAT_SECONDS * (0.5 + _jitter())
         while True:
             await asyncio.sleep(1)
             await self._retry()
             if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + settings.CHAT_PRESENCE_BEAT_SECONDS
-                await self._beat()
+                beaten = await self._beat()
+                next_beat = time.monotonic() + (settings.CHAT_PRESENCE_BEAT_SECONDS if beaten else 0)
 
-    async def _beat(self) -> None:
+    async def _beat(self) -> bool:
+        """Refresh and sweep; False if any of it failed."""
         store = get_presence()
         rooms = self._viewers_by_room()
         holders: dict[str, list[str]] = {}
@@ -192,11 +195,13 @@ class PresenceTracker:
             for viewer in viewers:
                 for key in viewer.limit_keys:
                     holders.setdefault(key, []).append(viewer.conn_id)
+        beaten = True
         try:
             await store.refresh(holders)
         except asyncio.CancelledError:
             raise
         except Exception:
+            beaten = False
             logger.warning("Connection-limit refresh failed", exc_info=True)
         for room_id, viewers in rooms.items():
             try:
@@ -206,7 +211,9 @@ class PresenceTracker:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                beaten = False
                 logger.warning("Presence beat for room %s failed", room_id, exc_info=True)
+        return beaten
 
 
 def _presence_key(user: dict) -> str | None:

@@ -143,3 +143,34 @@ async def test_a_beat_refreshes_known_connections_and_adds_back_what_redis_lost(
     # All known: one command, and nothing counted twice.
     await store.beat(room.pk, entries[:2])
     assert await store.count(room.pk) == 2
+
+
+async def test_a_beat_that_failed_is_tried_again_the_next_second(monkeypatch, settings):
+    # After a Redis restart the first call on a pooled connection may fail: the beat that
+    # puts this process's viewers back must not then wait a whole beat period.
+    from rooms.presence import tracker as tracker_module
+
+    settings.REDIS_URL = ""  # the memory store: the beat itself is stood in for
+    settings.CHAT_PRESENCE_BEAT_SECONDS = 60
+    monkeypatch.setattr(tracker_module, "_jitter", lambda: -0.5)  # the first beat at once
+    outcomes = [False, True]
+    beats = []
+
+    async def beat():
+        beats.append(outcomes[len(beats)] if len(beats) < len(outcomes) else True)
+        return beats[-1]
+
+    presence_tracker = tracker_module.PresenceTracker(dict)
+    monkeypatch.setattr(presence_tracker, "_beat", beat)
+    presence_tracker.start()
+    try:
+        for _ in range(100):
+            if len(beats) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)
+    finally:
+        for task in presence_tracker.tasks():
+            task.cancel()
+    # Failed, retried a second later, then not again for 60 s.
+    assert beats == [False, True]
