@@ -18,6 +18,6 @@ class ModerationConfig(AppConfig):
             send_rules=extensions.SendRules(
                 columns_sql=selectors.restriction_columns_sql,
                 columns_params=selectors.restriction_columns_params,
-                check=limits.check_send_allowed,
+                check=limits.check_sends_allowed,
             ),
         )

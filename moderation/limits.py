@@ -18,13 +18,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 
 from django.conf import settings
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from rooms.errors import ChatError, RateLimited
+from rooms.extensions import SendContext
 
 logger = logging.getLogger(__name__)
 
@@ -39,64 +39,83 @@ OUTAGE_HOLD_SECONDS = 1.0
 WARNING_EVERY_SECONDS = 10.0
 
 
-def check_send_allowed(
-    *,
-    room_id: int,
-    user_id: int,
-    exempt: bool,
-    banned_until: datetime | None,
-    muted_until: datetime | None,
-    slow_mode_seconds: int,
-    last_sent_at: datetime | None,
-    now: datetime,
-) -> ChatError | None:
-    """Why a user may not post in a room right now, or None, in which case the send is
-    counted against slow mode and the rate limits: call it once per attempted send.
+def check_sends_allowed(sends: list[SendContext]) -> list[ChatError | None]:
+    """Why each send may not be posted right now, or None, in which case it is counted
+    against slow mode and the rate limits: call it once per attempted send, in the
+    order the sends were made. Those that pass the checks below are claimed together,
+    in order (one round trip to Redis for a room writer's whole batch)."""
+    answers: list[ChatError | None] = []
+    claims: list[tuple[int, int, int]] = []
+    claimed_at: list[int] = []
+    for send in sends:
+        refusal = _refusal_before_claim(send)
+        answers.append(refusal)
+        if refusal is None and not send.exempt:
+            claimed_at.append(len(answers) - 1)
+            claims.append((send.room_id, send.user_id, send.slow_mode_seconds))
+    for at, refusal in zip(claimed_at, claim_sends(claims), strict=True):
+        answers[at] = refusal
+    return answers
 
-    `exempt`: the host team and staff, whom slow mode and rate limits do not apply to.
-    `last_sent_at`: the user's last stored message in the room. Slow mode is checked
-    against it as well as against the claim, which covers a Redis that restarted empty
-    and a slow mode turned on after the user's last message.
-    """
-    if banned_until is not None:
+
+def _refusal_before_claim(send: SendContext) -> ChatError | None:
+    if send.banned_until is not None:
         return ChatError(_("You are banned from this room."), code="banned")
-    if muted_until is not None:
+    if send.muted_until is not None:
         return ChatError(
-            _("You are muted in this room."), code="muted", retry_after=(muted_until - now).total_seconds()
+            _("You are muted in this room."),
+            code="muted",
+            retry_after=(send.muted_until - send.now).total_seconds(),
         )
-    if exempt:
+    if send.exempt:
         return None
-    if slow_mode_seconds and last_sent_at is not None:
-        wait = slow_mode_seconds - (now - last_sent_at).total_seconds()
+    if send.slow_mode_seconds and send.last_sent_at is not None:
+        wait = send.slow_mode_seconds - (send.now - send.last_sent_at).total_seconds()
         if wait > 0:
-            return _slow_mode_error(slow_mode_seconds, wait)
-    return claim_send(room_id=room_id, user_id=user_id, slow_mode_seconds=slow_mode_seconds)
+            return _slow_mode_error(send.slow_mode_seconds, wait)
+    return None
 
 
 def claim_send(*, room_id: int, user_id: int, slow_mode_seconds: int, now: float | None = None) -> ChatError | None:
-    """Record one send of `user_id` in `room_id` if it keeps to slow mode and to both
-    send-rate windows, atomically across processes; else the error that refuses it, with
-    retry_after the wait until a send would pass (the longest of the waits that apply),
-    and nothing recorded, so a refused send delays nothing.
+    """claim_sends for one send."""
+    [refusal] = claim_sends([(room_id, user_id, slow_mode_seconds)], now=now)
+    return refusal
+
+
+def claim_sends(claims: list[tuple[int, int, int]], *, now: float | None = None) -> list[ChatError | None]:
+    """Record each send (room id, user id, slow mode seconds), in order, if it keeps to
+    slow mode and to both send-rate windows, atomically across processes; else the
+    error that refuses it, with retry_after the wait until a send would pass (the
+    longest of the waits that apply), and nothing recorded, so a refused send delays
+    nothing. A send sees the claims before it in the list as already made.
 
     `now`: seconds since the epoch; None is the store's clock (Redis's own, which every
     process shares).
 
-    If Redis fails, the send is let through, as connection limits are (rooms/consumers.py):
-    chat keeps working while the limits are down, a warning is logged every
-    WARNING_EVERY_SECONDS, and slow mode still holds through the database check in
-    check_send_allowed.
+    If Redis fails, the sends are let through, as connection limits are
+    (rooms/consumers.py): chat keeps working while the limits are down, a warning is
+    logged every WARNING_EVERY_SECONDS, and slow mode still holds through the database
+    check in check_sends_allowed.
     """
+    if not claims:
+        return []
     limits = (settings.CHAT_SEND_RATE_BURST, settings.CHAT_SEND_RATE_SUSTAINED)
     # Sliding windows: fixed ones would let a burst straddle a boundary twice.
     windows = [(count, int(window * 1000)) for count, window in limits]
-    slow_ms = max(0, int(slow_mode_seconds * 1000))
     now_ms = None if now is None else int(now * 1000)
+    asked = [(room_id, user_id, max(0, int(slow * 1000))) for room_id, user_id, slow in claims]
     try:
-        refusal = get_limits().claim(room_id=room_id, user_id=user_id, now_ms=now_ms, slow_ms=slow_ms, windows=windows)
+        refusals = get_limits().claim(asked, now_ms=now_ms, windows=windows)
     except LimitsUnavailable:
         _warn_unavailable()
-        return None
+        return [None] * len(claims)
+    return [
+        _refusal_error(refusal, slow_mode_seconds, limits)
+        for refusal, (_room, _user, slow_mode_seconds) in zip(refusals, claims, strict=True)
+    ]
+
+
+def _refusal_error(refusal: Refusal, slow_mode_seconds: int, limits) -> ChatError | None:
     if refusal is None:
         return None
     reason, wait_ms = refusal
@@ -140,30 +159,34 @@ class MemoryLimits:
         self.sweep_at = 1024
 
     def claim(
-        self, *, room_id: int, user_id: int, now_ms: int | None, slow_ms: int, windows: list[tuple[int, int]]
-    ) -> Refusal:
+        self, claims: list[tuple[int, int, int]], *, now_ms: int | None, windows: list[tuple[int, int]]
+    ) -> list[Refusal]:
+        """Each claim (room id, user id, slow mode in ms) in order, as the script does."""
         with self.lock:
             now = int(self.clock() * 1000) if now_ms is None else now_ms
-            longest = max(window for _, window in windows)
-            reason, wait = -1, 0
-            slot = self.slots.get((room_id, user_id))
-            if slow_ms > 0 and slot is not None and now < slot[1] and slot[0] + slow_ms - now > 0:
-                reason, wait = 0, slot[0] + slow_ms - now
-            sent = self.sends.get(user_id, [])
-            del sent[: bisect.bisect_right(sent, now - longest)]
-            for i, (count, window) in enumerate(windows, start=1):
-                recent = sent[bisect.bisect_right(sent, now - window) :]
-                if len(recent) >= count and recent[-count] + window - now > wait:
-                    reason, wait = i, recent[-count] + window - now
-            if reason >= 0:
-                return reason, wait
-            if slow_ms > 0:
-                self.slots[(room_id, user_id)] = (now, now + slow_ms)
-            bisect.insort(sent, now)
-            self.sends[user_id] = sent
-            if len(self.slots) + len(self.sends) > self.sweep_at:
-                self._sweep(now, longest)
-            return None
+            return [self._claim(room_id, user_id, slow_ms, now, windows) for room_id, user_id, slow_ms in claims]
+
+    def _claim(self, room_id: int, user_id: int, slow_ms: int, now: int, windows: list[tuple[int, int]]) -> Refusal:
+        longest = max(window for _, window in windows)
+        reason, wait = -1, 0
+        slot = self.slots.get((room_id, user_id))
+        if slow_ms > 0 and slot is not None and now < slot[1] and slot[0] + slow_ms - now > 0:
+            reason, wait = 0, slot[0] + slow_ms - now
+        sent = self.sends.get(user_id, [])
+        del sent[: bisect.bisect_right(sent, now - longest)]
+        for i, (count, window) in enumerate(windows, start=1):
+            recent = sent[bisect.bisect_right(sent, now - window) :]
+            if len(recent) >= count and recent[-count] + window - now > wait:
+                reason, wait = i, recent[-count] + window - now
+        if reason >= 0:
+            return reason, wait
+        if slow_ms > 0:
+            self.slots[(room_id, user_id)] = (now, now + slow_ms)
+        bisect.insort(sent, now)
+        self.sends[user_id] = sent
+        if len(self.slots) + len(self.sends) > self.sweep_at:
+            self._sweep(now, longest)
+        return None
 
     def _sweep(self, now: int, longest: int) -> None:
         """Forget lapsed slots and idle users: what Redis's expiry does for its keys."""
@@ -177,11 +200,15 @@ class MemoryLimits:
             self.sends.clear()
 
 
-# KEYS: the slow-mode slot of a room and user (when its last send was recorded, ms; PX the
-#       interval), the user's sends (sorted set: a unique member per send, scored by ms).
-# ARGV: now in ms ('' for the server's clock), the slow-mode interval in ms (0: off), this
-#       send's member, then (count, window in ms) per window.
-# Returns {-1, 0} when the send is recorded, else {reason, wait in ms} as in Refusal.
+# One call claims a writer's whole batch, in order (each claim sees those before it).
+# KEYS: per claim, the slow-mode slot of its room and user (when its last send was
+#       recorded, ms; PX the interval) and the user's sends (sorted set: a unique member
+#       per send, scored by ms).
+# ARGV: now in ms ('' for the server's clock), the number of windows, (count, window in
+#       ms) per window, then per claim its slow-mode interval in ms (0: off) and its
+#       send's member.
+# Returns, per claim, {-1, 0} when the send is recorded, else {reason, wait in ms} as in
+# Refusal, flattened.
 _CLAIM = """
 local now
 if ARGV[1] == '' then
@@ -190,31 +217,42 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local slow = tonumber(ARGV[2])
-local reason, wait = -1, 0
-if slow > 0 then
-  local last = redis.call('GET', KEYS[1])
-  if last and tonumber(last) + slow - now > 0 then
-    reason, wait = 0, tonumber(last) + slow - now
-  end
+local windows, longest = {}, 0
+for w = 1, tonumber(ARGV[2]) do
+  local count, window = tonumber(ARGV[1 + 2 * w]), tonumber(ARGV[2 + 2 * w])
+  windows[w] = {count, window}
+  longest = math.max(longest, window)
 end
-local longest = 0
-for i = 4, #ARGV, 2 do longest = math.max(longest, tonumber(ARGV[i + 1])) end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - longest)
-for i = 4, #ARGV, 2 do
-  local count, window = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  -- The count-th newest send in the window: the window has room again once it leaves.
-  local nth = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', '(' .. (now - window),
-    'WITHSCORES', 'LIMIT', count - 1, 1)
-  if #nth > 0 and tonumber(nth[2]) + window - now > wait then
-    reason, wait = (i - 2) / 2, tonumber(nth[2]) + window - now
+local base = 2 + 2 * #windows
+local answers = {}
+for c = 1, #KEYS / 2 do
+  local slot_key, sends_key = KEYS[2 * c - 1], KEYS[2 * c]
+  local slow, member = tonumber(ARGV[base + 2 * c - 1]), ARGV[base + 2 * c]
+  local reason, wait = -1, 0
+  if slow > 0 then
+    local last = redis.call('GET', slot_key)
+    if last and tonumber(last) + slow - now > 0 then
+      reason, wait = 0, tonumber(last) + slow - now
+    end
   end
+  redis.call('ZREMRANGEBYSCORE', sends_key, '-inf', now - longest)
+  for w, limit in ipairs(windows) do
+    local count, window = limit[1], limit[2]
+    -- The count-th newest send in the window: the window has room again once it leaves.
+    local nth = redis.call('ZREVRANGEBYSCORE', sends_key, '+inf', '(' .. (now - window),
+      'WITHSCORES', 'LIMIT', count - 1, 1)
+    if #nth > 0 and tonumber(nth[2]) + window - now > wait then
+      reason, wait = w, tonumber(nth[2]) + window - now
+    end
+  end
+  if reason < 0 then
+    if slow > 0 then redis.call('SET', slot_key, now, 'PX', slow) end
+    redis.call('ZADD', sends_key, now, member)
+    redis.call('PEXPIRE', sends_key, longest)
+  end
+  answers[2 * c - 1], answers[2 * c] = reason, wait
 end
-if reason >= 0 then return {reason, wait} end
-if slow > 0 then redis.call('SET', KEYS[1], now, 'PX', slow) end
-redis.call('ZADD', KEYS[2], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[2], longest)
-return {-1, 0}
+return answers
 """
 
 
@@ -228,19 +266,25 @@ class RedisLimits:
         self._claim = client.register_script(_CLAIM)
 
     def claim(
-        self, *, room_id: int, user_id: int, now_ms: int | None, slow_ms: int, windows: list[tuple[int, int]]
-    ) -> Refusal:
+        self, claims: list[tuple[int, int, int]], *, now_ms: int | None, windows: list[tuple[int, int]]
+    ) -> list[Refusal]:
+        """Each claim (room id, user id, slow mode in ms) in order, in one script call."""
         if time.monotonic() < self.down_until:
             raise LimitsUnavailable("Redis failed a moment ago")
-        keys = [f"{self.prefix}:limits:slow:{room_id}:{user_id}", f"{self.prefix}:limits:sends:{user_id}"]
-        args = ["" if now_ms is None else now_ms, slow_ms, secrets.token_hex(8)]
+        keys: list[str] = []
+        args: list = ["" if now_ms is None else now_ms, len(windows)]
         args += [n for window in windows for n in window]
+        for room_id, user_id, slow_ms in claims:
+            keys += [f"{self.prefix}:limits:slow:{room_id}:{user_id}", f"{self.prefix}:limits:sends:{user_id}"]
+            args += [slow_ms, secrets.token_hex(8)]
         try:
-            reason, wait = self._claim(keys=keys, args=args)
+            flat = self._claim(keys=keys, args=args)
         except Exception as exc:
             self.down_until = time.monotonic() + OUTAGE_HOLD_SECONDS
             raise LimitsUnavailable(str(exc)) from exc
-        return None if reason < 0 else (int(reason), int(wait))
+        return [
+            None if reason < 0 else (int(reason), int(wait)) for reason, wait in zip(flat[::2], flat[1::2], strict=True)
+        ]
 
 
 _memory = MemoryLimits()

@@ -51,17 +51,39 @@ class Restrictions:
 
 
 @dataclass(frozen=True)
+class SendContext:
+    """What the checks of one attempted send need (read with its batch's context query).
+
+    `exempt`: the host team and staff, whom slow mode and rate limits do not apply to.
+    `last_sent_at`: the user's last stored message in the room. Slow mode is checked
+    against it as well as against the claim, which covers a Redis that restarted empty
+    and a slow mode turned on after the user's last message.
+    """
+
+    room_id: int
+    user_id: int
+    exempt: bool
+    banned_until: datetime | None
+    muted_until: datetime | None
+    slow_mode_seconds: int
+    last_sent_at: datetime | None
+    now: datetime
+
+
+@dataclass(frozen=True)
 class SendRules:
     """How the sends of a batch are checked (rooms.services.messages).
 
     `columns_sql(room_column=, user_column=)`: SQL for two columns, `banned_until` and
     `muted_until`, read with every batch of sends in its one context query;
-    `columns_params(now=)`: their parameters; `check(**context)`: why the send may not
-    go (a ChatError) or None, counting it against the sender's limits when it may."""
+    `columns_params(now=)`: their parameters; `check(sends)`: for each SendContext, in
+    order, why that send may not go (a ChatError) or None, counting it against the
+    sender's limits when it may. One call per batch, so that counting costs the batch
+    one round trip to a shared store, not one per send."""
 
     columns_sql: Callable[..., str]
     columns_params: Callable[..., list]
-    check: Callable[..., Any]
+    check: Callable[[list[SendContext]], list[Any]]
 
 
 def _unrestricted(room_id: int, user_id: int) -> Restrictions:
@@ -76,7 +98,7 @@ def _no_send_rules() -> SendRules:
     return SendRules(
         columns_sql=lambda **_: "NULL AS banned_until, NULL AS muted_until",
         columns_params=lambda **_: [],
-        check=lambda **_: None,
+        check=lambda sends: [None] * len(sends),
     )
 
 

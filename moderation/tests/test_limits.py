@@ -13,7 +13,8 @@ import pytest
 from django.utils import timezone
 
 from moderation import limits
-from moderation.limits import check_send_allowed, claim_send
+from moderation.limits import check_sends_allowed, claim_send, claim_sends
+from rooms.extensions import SendContext
 
 # Mid-window and on a whole millisecond, so that retry_after comes out exact.
 T = 1_700_000_001.0
@@ -195,6 +196,57 @@ def test_concurrent_claims_under_slow_mode_let_exactly_one_through(store):
     assert {refusal(error) for error in answers if error is not None} == {("slow_mode", 30.0)}
 
 
+# A writer's batch: many claims in one call, in order.
+
+
+def test_a_batch_of_claims_is_taken_in_order_each_seeing_those_before_it(store):
+    answers = claim_sends([(ROOM, USER, 0)] * 7 + [(ROOM, OTHER_USER, 0)], now=T)
+
+    assert answers[:5] == [None] * 5
+    assert [refusal(error) for error in answers[5:7]] == [("rate_limited", 5.0)] * 2
+    # Another user's limits are their own.
+    assert answers[7] is None
+    # The refused two recorded nothing: the window has room again when the first five leave.
+    assert claim(T + 5) is None
+
+
+def test_a_batch_under_slow_mode_lets_one_send_of_each_user_through(store):
+    answers = claim_sends([(ROOM, USER, 30), (ROOM, OTHER_USER, 30), (ROOM, USER, 30)], now=T)
+
+    assert [refusal(error) for error in answers] == [None, None, ("slow_mode", 30.0)]
+
+
+def test_a_batch_is_one_call_to_redis(redis_layer, settings, monkeypatch):
+    store = limits.get_limits()
+    calls = []
+    script = store._claim
+
+    def counted(**kwargs):
+        calls.append(kwargs)
+        return script(**kwargs)
+
+    monkeypatch.setattr(store, "_claim", counted)
+
+    answers = check_sends_allowed(
+        [
+            context(user_id=USER),
+            context(user_id=OTHER_USER, banned_until=timezone.now()),
+            context(user_id=OTHER_USER, exempt=True),
+            context(user_id=OTHER_USER),
+        ]
+    )
+
+    assert [None if a is None else a.code for a in answers] == [None, "banned", None, None]
+    # The banned and the exempt send are not claimed; the other two in one call.
+    assert len(calls) == 1
+    assert len(calls[0]["keys"]) == 4
+
+
+def test_an_empty_batch_claims_nothing(store):
+    assert claim_sends([], now=T) == []
+    assert check_sends_allowed([]) == []
+
+
 # The store's own clock.
 
 
@@ -208,10 +260,10 @@ def test_without_now_the_store_clock_is_used(store):
     assert 0 < error.retry_after <= 5
 
 
-# check_send_allowed: the checks before the claim.
+# check_sends_allowed: the checks before the claim.
 
 
-def check(**overrides):
+def context(**overrides) -> SendContext:
     arguments = {
         "room_id": ROOM,
         "user_id": USER,
@@ -222,7 +274,12 @@ def check(**overrides):
         "last_sent_at": None,
         "now": timezone.now(),
     }
-    return check_send_allowed(**{**arguments, **overrides})
+    return SendContext(**{**arguments, **overrides})
+
+
+def check(**overrides):
+    [answer] = check_sends_allowed([context(**overrides)])
+    return answer
 
 
 def test_the_team_and_staff_are_not_limited_and_count_nothing(store):

@@ -72,22 +72,31 @@ def check_send_messages(room_id: int, requests: list[SendRequest]) -> list[Messa
     in order: the Message stored (or stored before under the same client_id), or the
     ChatError that refused the send, or the error that kept it from being stored."""
     answers: list[Message | Exception | None] = [None] * len(requests)
-    prepared: list[tuple[int, PreparedMessage]] = []
+    checked: list[tuple[int, _CheckedSend]] = []
     sending: set[int] = set()
     now = timezone.now()
     contexts = send_contexts(room_id, [(request.actor.pk, request.client_id) for request in requests], now=now)
     for i, (request, context) in enumerate(zip(requests, contexts, strict=True)):
         try:
-            outcome = prepare_message(request, context, now=now, already_sending=request.actor.pk in sending)
+            outcome = _check_send(request, context, now=now, already_sending=request.actor.pk in sending)
         except ChatError as exc:
             answers[i] = exc
             continue
         if isinstance(outcome, Message):
             answers[i] = outcome
         else:
-            prepared.append((i, outcome))
+            checked.append((i, outcome))
             sending.add(request.actor.pk)
-    stored_all = _store_or_answer_errors([prep for at, prep in prepared])
+    # The room's rules last, for the whole batch at once: they count each send that
+    # passes against its sender's limits, in one round trip to the shared store.
+    refusals = extensions.send_rules().check([send.rules for _at, send in checked])
+    prepared: list[tuple[int, PreparedMessage]] = []
+    for (i, send), refusal in zip(checked, refusals, strict=True):
+        if refusal is not None:
+            answers[i] = refusal
+        else:
+            prepared.append((i, send.prepare()))
+    stored_all = _store_or_answer_errors([prep for _at, prep in prepared])
     for (i, _prepared), stored in zip(prepared, stored_all, strict=True):
         answers[i] = stored
     return answers
@@ -111,14 +120,42 @@ def _store_or_answer_errors(batch: list[PreparedMessage]) -> list[Message | Exce
     return answers
 
 
-def prepare_message(
+@dataclass(frozen=True)
+class _CheckedSend:
+    """A send that passed the checks of its own, waiting for the room's rules."""
+
+    request: SendRequest
+    room: Room
+    body: str
+    reply_to: Message | None
+    where: Standing
+    rules: extensions.SendContext
+
+    def prepare(self) -> PreparedMessage:
+        actor, room = self.request.actor, self.room
+        return PreparedMessage(
+            room=room,
+            author=actor,
+            body=self.body,
+            reply_to=self.reply_to,
+            client_id=self.request.client_id,
+            author_brief=user_with_standing(actor, self.where),
+            # Resolved before the transaction: the room's seq lock is held only for writes.
+            mentions=resolve_mentions(self.body, room),
+            emotes=resolve_emotes(self.body, room.pk),
+        )
+
+
+def _check_send(
     request: SendRequest, room: Room | None, *, now, already_sending: bool = False
-) -> PreparedMessage | Message:
-    """The checks of a send, given its context from send_contexts: the stored Message if
-    the client_id was used already, else what store_messages needs. Raises ChatError for
-    a refused send. `already_sending`: another send of the actor's waits to be stored
-    with this one, which slow mode counts as a message sent just now."""
-    actor, body, client_id = request.actor, request.body, request.client_id
+) -> _CheckedSend | Message:
+    """The checks of one send, given its context from send_contexts, but for the room's
+    rules (bans, mutes, slow mode, rate limits: extensions.send_rules), which
+    check_send_messages applies to the batch: the stored Message if the client_id was
+    used already, else the send with what the rules need. Raises ChatError for a refused
+    send. `already_sending`: another send of the actor's waits to be stored with this
+    one, which slow mode counts as a message sent just now."""
+    actor, body = request.actor, request.body
     if not actor.is_authenticated:
         raise Unauthenticated(_("Sign in to chat."))
     if room is None:
@@ -132,8 +169,13 @@ def prepare_message(
         raise BadRequest(_("A message cannot be empty."))
     if len(body) > settings.CHAT_BODY_MAX_CHARS:
         raise BadRequest(format_lazy(_("A message is at most {n} characters."), n=settings.CHAT_BODY_MAX_CHARS))
+    reply_to = None
+    if request.reply_to_id is not None:
+        reply_to = Message.objects.filter(pk=request.reply_to_id, room_id=room.pk).select_related("author").first()
+        if reply_to is None:
+            raise NotFound(_("The message you reply to is not in this room."))
     where = Standing(role=room.member_role or "member", is_staff=is_site_staff(actor))
-    refusal = extensions.send_rules().check(
+    rules = extensions.SendContext(
         room_id=room.pk,
         user_id=actor.pk,
         exempt=where.exempt_from_limits,
@@ -143,24 +185,7 @@ def prepare_message(
         last_sent_at=now if already_sending else room.last_sent_at,
         now=now,
     )
-    if refusal is not None:
-        raise refusal
-    reply_to = None
-    if request.reply_to_id is not None:
-        reply_to = Message.objects.filter(pk=request.reply_to_id, room_id=room.pk).select_related("author").first()
-        if reply_to is None:
-            raise NotFound(_("The message you reply to is not in this room."))
-    return PreparedMessage(
-        room=room,
-        author=actor,
-        body=body,
-        reply_to=reply_to,
-        client_id=client_id,
-        author_brief=user_with_standing(actor, where),
-        # Resolved before the transaction: the room's seq lock is held only for writes.
-        mentions=resolve_mentions(body, room),
-        emotes=resolve_emotes(body, room.pk),
-    )
+    return _CheckedSend(request=request, room=room, body=body, reply_to=reply_to, where=where, rules=rules)
 
 
 def store_messages(batch: list[PreparedMessage]) -> list[Message]:

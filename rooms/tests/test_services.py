@@ -1,5 +1,7 @@
 """Room and message services: what they return, what they store, what they publish."""
 
+from dataclasses import replace
+
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.db import DataError, transaction
@@ -375,6 +377,42 @@ def test_slow_mode_counts_a_send_waiting_in_the_same_batch(room, host, viewer):
     assert stored.body == "first"
     assert isinstance(refused, ChatError) and refused.code == "slow_mode"
     assert list(Message.objects.values_list("body", flat=True)) == ["first"]
+
+
+def test_a_send_refused_for_its_reply_counts_nothing_against_slow_mode(room, host, viewer):
+    do_set_slow_mode(host, room_id=room.pk, seconds=30)
+
+    [refused] = check_send_messages(room.pk, [SendRequest(viewer, "re", reply_to_id=10**9, client_id="1")])
+    [stored] = check_send_messages(room.pk, [SendRequest(viewer, "hello", client_id="2")])
+
+    assert isinstance(refused, NotFound)
+    assert stored.body == "hello"
+
+
+def test_the_room_rules_check_a_whole_batch_at_once_in_order(room, viewer, outsider, monkeypatch):
+    from rooms import extensions
+
+    rules = extensions.send_rules()
+    batches = []
+
+    def check(sends):
+        batches.append([send.user_id for send in sends])
+        return rules.check(sends)
+
+    monkeypatch.setattr(extensions, "_send_rules", replace(rules, check=check))
+
+    answers = check_send_messages(
+        room.pk,
+        [
+            SendRequest(viewer, "one", client_id="1"),
+            SendRequest(outsider, "  ", client_id="2"),
+            SendRequest(outsider, "three", client_id="3"),
+        ],
+    )
+
+    # The empty line is refused by its own check and never reaches the rules.
+    assert batches == [[viewer.pk, outsider.pk]]
+    assert [getattr(a, "body", None) for a in answers] == ["one", None, "three"]
 
 
 def test_a_send_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(
