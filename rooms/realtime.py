@@ -115,24 +115,23 @@ class Publisher:
         self.loop = asyncio.get_running_loop()
         self._outgoing: deque[tuple[str, dict[str, Any]]] = deque()
         self.task: asyncio.Task | None = None
-        # Told (room id, seq) of each room event that could not be published: the
-        # hub tells this process's viewers of the room the head at once, so that they
-        # fetch it from the log now rather than at their next event or ping.
-        self.on_dropped: Callable[[int, int], None] | None = None
-
-    def _dropped(self, message: dict[str, Any]) -> None:
-        seqs = [event[0] for event in message["events"]] if message["type"] == "room.events" else [message.get("seq")]
-        seqs = [seq for seq in seqs if seq is not None]
-        if seqs and self.on_dropped is not None:
-            self.on_dropped(message["room"], max(seqs))
+        # Told each room event as it is handed over, before it goes to the channel
+        # layer: the hub delivers this process's own events to its viewers at once,
+        # rather than after a round trip through Redis and back (rooms.delivery.hub),
+        # and whether or not the layer then takes it.
+        self.on_local: Callable[[dict[str, Any]], None] | None = None
 
     def enqueue(self, group: str, message: dict[str, Any]) -> None:
+        if self.on_local is not None and message["type"] == "room.event":
+            try:
+                self.on_local(message)
+            except Exception:
+                logger.exception("Local delivery to %s failed", group)
         if len(self._outgoing) >= MAX_PENDING_PUBLISHES:
-            # The channel layer is down or hanging. The event is stored; viewers fill
-            # the hole from the log.
+            # The channel layer is down or hanging. The event is stored, and this
+            # process's viewers have it; other processes' fill the hole from the log.
             metrics.SHED_PUBLISH.inc()
             logger.warning("Channel layer backlog full; dropping a live delivery to %s", group)
-            self._dropped(message)
             return
         self._outgoing.append((group, message))
         if self.task is None:
@@ -151,7 +150,6 @@ class Publisher:
                         logger.warning(
                             "Could not publish to %s; viewers will catch up from the log", group, exc_info=True
                         )
-                        self._dropped(message)
         finally:
             self.task = None
 

@@ -32,7 +32,7 @@ from rooms.dbpaths import catch_up_gate, reads
 from rooms.delivery import lag, welcome
 from rooms.delivery.stream import Delivery, Frame, Thinned
 from rooms.presence import Entry, PresenceTracker
-from rooms.protocol import batch_text, frames
+from rooms.protocol import batch_text
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ FLUSH_SLICE = 500
 # A room with more local viewers than this is written to a group of them at a time (see
 # RoomFeed).
 FEED_GROUP_VIEWERS = 2000
+# How many of this process's own events a room feed remembers until their echo from the
+# channel layer comes back (see RoomFeed.push_event).
+LOCAL_ECHOES_MAX = 10_000
 
 
 class Viewer(Protocol):
@@ -113,6 +116,9 @@ class RoomFeed:
         # Events that arrived ahead of a missing seq, waiting up to GAP_WAIT_SECONDS.
         self.held: dict[int, Delivery] = {}
         self.next_seq: int | None = None
+        # Seqs of this process's own events, delivered as they were published, whose
+        # echo from the channel layer has not come back yet (oldest first).
+        self.local_seqs: dict[int, None] = {}
         # When the latest flush (of any group) started, and the room's window: how long
         # after a group's flush its next may start.
         self.last_flush = 0.0
@@ -176,8 +182,19 @@ class RoomFeed:
         for group in self.groups:
             group.pending.append(delivery)
 
-    def push_event(self, delivery: Delivery, close_user: tuple[int, int] | None) -> None:
+    def push_event(self, delivery: Delivery, close_user: tuple[int, int] | None, *, local: bool = False) -> None:
+        """Take a room event in. `local`: this process stored it and it is delivered
+        here as it is published (Hub._dispatch_local); the echo of it that then comes from
+        the channel layer is dropped."""
         seq = delivery.seq
+        if local:
+            self.local_seqs[seq] = None
+            if len(self.local_seqs) > LOCAL_ECHOES_MAX:
+                # An echo that never came (the publish failed): forget the oldest.
+                del self.local_seqs[next(iter(self.local_seqs))]
+        elif seq in self.local_seqs:
+            del self.local_seqs[seq]
+            return
         if close_user is not None:
             for group in self.groups:
                 group.closes.append(close_user)
@@ -474,6 +491,19 @@ def batch_window(flush_seconds: float) -> float:
     return max(bounded, flush_seconds * 100 / settings.CHAT_BATCH_FANOUT_MAX_PERCENT)
 
 
+def _room_event(message: dict[str, Any]) -> tuple[Delivery, tuple[int, int] | None]:
+    """A `room.event` message's delivery, and whom it closes (kick, ban)."""
+    close_user = message.get("close_user")
+    delivery = Delivery(
+        message["seq"],
+        message.get("actor"),
+        message["text"],
+        message.get("skippable", False),
+        tuple(message.get("concerns", ())),
+    )
+    return delivery, tuple(close_user) if close_user else None
+
+
 def _seq_order(delivery: Delivery) -> int:
     # Connection events keep their place relative to nothing in particular; put them last.
     return delivery.seq if delivery.seq is not None else 2**63
@@ -487,7 +517,7 @@ class Hub:
         self.loop = asyncio.get_running_loop()
         # Services' publishes from the database thread go out through this loop.
         self.publisher = realtime.start_publisher()
-        self.publisher.on_dropped = self._dropped
+        self.publisher.on_local = self._dispatch_local
         lag.start_watch()
         self.feeds: dict[int, RoomFeed] = {}
         # Rooms recently connected to, by slug (rooms.delivery.welcome.viewer_state).
@@ -574,13 +604,6 @@ class Hub:
             return await welcome.roster_or_local(room_id, offset=0, limit=ROSTER_PAGE, local_viewers=0)
         return await feed.welcome_roster(joined)
 
-    def _dropped(self, room_id: int, seq: int) -> None:
-        """A stored event of the room could not be published: this process's viewers
-        learn the head now, and fetch what they missed from the log."""
-        feed = self.feeds.get(room_id)
-        if feed is not None:
-            feed.push_connection_event(frames.head(last_seq=seq))
-
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)
         return len(feed.viewers) if feed else 0
@@ -614,19 +637,17 @@ class Hub:
                     Delivery(seq, actor, text, skippable, tuple(concerns)), tuple(close_user) if close_user else None
                 )
         elif kind == "room.event":
-            close_user = message.get("close_user")
-            feed.push_event(
-                Delivery(
-                    message["seq"],
-                    message.get("actor"),
-                    message["text"],
-                    message.get("skippable", False),
-                    tuple(message.get("concerns", ())),
-                ),
-                tuple(close_user) if close_user else None,
-            )
+            feed.push_event(*_room_event(message))
         elif kind == "room.presence":
             feed.push_connection_event(message["text"])
+
+    def _dispatch_local(self, message: dict[str, Any]) -> None:
+        """A room event this process stored, as it is published: to its viewers here at
+        once. The same event then comes back from the channel layer, and the feed drops
+        that echo."""
+        feed = self.feeds.get(message["room"])
+        if feed is not None:
+            feed.push_event(*_room_event(message), local=True)
 
     async def _control_users(self, user_ids: set[int], kind: str, payload: dict[str, Any]) -> None:
         for feed in list(self.feeds.values()):

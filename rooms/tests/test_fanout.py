@@ -310,3 +310,30 @@ async def test_a_second_hole_in_the_seqs_gets_its_own_wait(monkeypatch):
     await asyncio.sleep(0.2)
 
     assert [seq for _, seqs in log for seq in seqs] == [1, 3, 5]
+
+
+async def test_an_event_delivered_here_as_it_was_published_is_not_delivered_again_by_its_echo():
+    viewer = Viewer()
+    feed = watched_feed(viewer)
+
+    feed.push_event(event(1), None, local=True)
+    await asyncio.sleep(0.01)
+    # The channel layer brings the same event back to this process, then the next one.
+    feed.push_event(event(1), None)
+    feed.push_event(event(2), None)
+    await asyncio.sleep(0.01)
+
+    assert viewer.frames == [[1], [2]]
+
+
+def test_a_room_feed_forgets_the_oldest_local_event_whose_echo_never_came(monkeypatch):
+    from rooms.delivery import hub
+
+    monkeypatch.setattr(hub, "LOCAL_ECHOES_MAX", 3)
+    feed = RoomFeed(StubHub(), 1)
+    monkeypatch.setattr(feed, "schedule_flush", lambda: None)
+
+    for seq in range(1, 6):
+        feed.push_event(event(seq), None, local=True)
+
+    assert list(feed.local_seqs) == [3, 4, 5]
