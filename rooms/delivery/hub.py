@@ -113,8 +113,10 @@ class RoomFeed:
         self.groups: list[_Group] = []
         # Every local viewer of the room, and its group.
         self._group_of: dict[Viewer, _Group] = {}
-        # Events that arrived ahead of a missing seq, waiting up to GAP_WAIT_SECONDS.
+        # Events that arrived ahead of a missing seq, each waiting up to GAP_WAIT_SECONDS
+        # from when it arrived (by seq; and when each arrived).
         self.held: dict[int, Delivery] = {}
+        self.held_at: dict[int, float] = {}
         self.next_seq: int | None = None
         # Seqs of this process's own events, delivered as they were published, whose
         # echo from the channel layer has not come back yet (oldest first).
@@ -209,6 +211,7 @@ class RoomFeed:
                 self._release_held()
         else:
             self.held[seq] = delivery
+            self.held_at[seq] = time.monotonic()
             if self.gap_timer is None:
                 self.gap_timer = asyncio.get_running_loop().call_later(GAP_WAIT_SECONDS, self._give_up_gap)
         self.schedule_flush()
@@ -221,6 +224,7 @@ class RoomFeed:
 
     def _release_held(self) -> None:
         while self.next_seq in self.held:
+            del self.held_at[self.next_seq]
             delivery = self._decide(self.held.pop(self.next_seq))
             self._queue(delivery)
             self._took(delivery)
@@ -230,14 +234,26 @@ class RoomFeed:
             self.gap_timer = None
 
     def _give_up_gap(self) -> None:
+        """Give up on every hole an event held behind it has waited GAP_WAIT_SECONDS for,
+        all at once: while the channel layer is down, every other event of a room written
+        by two processes is missing here, and one wait per hole in turn would hold the
+        rest back further and further."""
         self.gap_timer = None
+        if not self.held:
+            return
+        due = time.monotonic() - GAP_WAIT_SECONDS
+        waited = [seq for seq, at in self.held_at.items() if at <= due]
+        # What arrived ahead of the holes the last of them waited behind goes out now.
+        through = max(waited) if waited else min(self.held)
+        for seq in sorted(seq for seq in self.held if seq <= through):
+            if seq in self.held:  # not released already, as the one after a hole before it
+                self.next_seq = seq
+                self._release_held()
         if self.held:
-            self.next_seq = min(self.held)
-            self._release_held()
-            if self.held:
-                # Another hole further on: it gets its own wait.
-                self.gap_timer = asyncio.get_running_loop().call_later(GAP_WAIT_SECONDS, self._give_up_gap)
-            self.schedule_flush()
+            # Holes further on, behind events that have not waited their turn yet.
+            wait = min(self.held_at.values()) + GAP_WAIT_SECONDS - time.monotonic()
+            self.gap_timer = asyncio.get_running_loop().call_later(max(wait, 0.0), self._give_up_gap)
+        self.schedule_flush()
 
     def _took(self, delivery: Delivery) -> None:
         self.recent.append((delivery.seq, delivery.text))

@@ -312,6 +312,46 @@ async def test_a_second_hole_in_the_seqs_gets_its_own_wait(monkeypatch):
     assert [seq for _, seqs in log for seq in seqs] == [1, 3, 5]
 
 
+async def test_holes_behind_events_that_waited_are_given_up_on_together_not_one_wait_each(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.05)
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    feed.add_viewer(GroupViewer("v", log))
+    feed.push_event(event(1), None)
+    # The other process's events (the even seqs) are lost while the channel layer is
+    # down; this process's own arrive.
+    for seq in (3, 5, 7, 9, 11):
+        feed.push_event(event(seq), None)
+    await asyncio.sleep(0.12)
+
+    # One wait for all of them, not one wait per hole (that would be 0.25 s).
+    assert [seq for _, seqs in log for seq in seqs] == [1, 3, 5, 7, 9, 11]
+
+
+async def test_an_event_held_behind_a_hole_waits_its_own_time_from_when_it_arrived(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.5)
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    feed.add_viewer(GroupViewer("v", log))
+    feed.push_event(event(1), None)
+    feed.push_event(event(3), None)
+    await asyncio.sleep(0.3)
+    feed.push_event(event(5), None)
+    await asyncio.sleep(0.3)
+    # 3 waited its time and went; 5 arrived later, and 4 may still come.
+    assert [seq for _, seqs in log for seq in seqs] == [1, 3]
+
+    feed.push_event(event(4), None)
+    await asyncio.sleep(0.01)
+
+    assert [seq for _, seqs in log for seq in seqs] == [1, 3, 4, 5]
+    assert not feed.held and feed.gap_timer is None
+
+
 async def test_an_event_delivered_here_as_it_was_published_is_not_delivered_again_by_its_echo():
     viewer = Viewer()
     feed = watched_feed(viewer)
