@@ -6,6 +6,8 @@ What it does, as a real client would:
 - applies room events in seq order, each once; holds events that arrive ahead of a gap;
 - on a gap, waits GAP_WAIT_SECONDS for the missing events, then sends `sync`;
 - pings every `ping_every` seconds and syncs when `pong.last_seq` stays ahead of it;
+- when the server refuses a sync (too many syncs), syncs again after its retry_after, as
+  the room page does;
 - after any disconnect, reconnects with `?after=<last applied>` (to the next server in
   its list when the one it used is gone), paging with `sync` past a truncated history;
 - retries a `send` with the same client_id until it is acked.
@@ -99,6 +101,8 @@ class Stats:
     connect_failures: int = 0
     close_codes: list[int | None] = field(default_factory=list)
     gap_syncs: int = 0
+    # Syncs the server refused (an error answering them): each is tried again.
+    refused_syncs: int = 0
     pong_syncs: int = 0
     page_syncs: int = 0
     # Events received again inside a sync window: the replay covering what was in flight.
@@ -156,6 +160,9 @@ class ResilientClient:
         self._conn_after = after
         self._conn_seen: set[int] = set()
         self._syncing = 0
+        # The client_ids of the syncs on their way: an error answering one ends it.
+        self._sync_ids: set[str] = set()
+        self._sync_n = 0
         self._gap_timer: asyncio.TimerHandle | None = None
         self._pong_check: asyncio.TimerHandle | None = None
         self._waiters: dict[str, asyncio.Future] = {}
@@ -275,6 +282,7 @@ class ResilientClient:
             self.stats.resumed_after.append(self.last)
         self._conn_seen = set()
         self._syncing = 0
+        self._sync_ids.clear()
         # Held events came from the old connection; the new one replays from `last`.
         self.held.clear()
         if self._gap_timer is not None:
@@ -323,6 +331,8 @@ class ResilientClient:
             self._on_synced(event)
         elif kind == "error":
             self.stats.errors[event["code"]] += 1
+            if event.get("client_id") in self._sync_ids:
+                self._sync_refused(event)
         elif kind in ("presence", "roster"):
             self.roster_count = event["count"]
         if kind in ("ack", "error", "pong", "synced", "roster"):
@@ -404,6 +414,7 @@ class ResilientClient:
             del self.held[stale]
 
     def _on_synced(self, event: Event) -> None:
+        self._sync_ids.discard(event.get("client_id"))
         self._syncing = max(0, self._syncing - 1)
         self._vouch(event["last_seq"])
         if event.get("truncated"):
@@ -417,7 +428,21 @@ class ResilientClient:
         if ws is None or self._syncing:
             return
         self._syncing += 1
-        asyncio.get_running_loop().create_task(self._send_quietly(ws, {"type": "sync", "after": self.last}))
+        self._sync_n += 1
+        client_id = f"auto-sync-{self._sync_n}"
+        self._sync_ids.add(client_id)
+        frame = {"type": "sync", "after": self.last, "client_id": client_id}
+        asyncio.get_running_loop().create_task(self._send_quietly(ws, frame))
+
+    def _sync_refused(self, event: Event) -> None:
+        client_id = event["client_id"]
+        self._sync_ids.discard(client_id)
+        self._syncing = max(0, self._syncing - 1)
+        self.stats.refused_syncs += 1
+        if client_id.startswith("auto-sync-"):
+            # One of its own (a gap, a pong ahead): what it was for is still to do. A
+            # sync asked for through request() is its caller's to repeat.
+            asyncio.get_running_loop().call_later(event.get("retry_after") or GAP_WAIT_SECONDS, self._sync)
 
     async def _send_quietly(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -442,6 +467,7 @@ class ResilientClient:
         if frame.get("type") == "sync":
             # What it replays was asked for: not duplicates.
             self._syncing += 1
+            self._sync_ids.add(client_id)
         try:
             await ws.send(json.dumps(frame))
         except ConnectionClosed:
