@@ -216,16 +216,8 @@ def test_a_batch_under_slow_mode_lets_one_send_of_each_user_through(store):
     assert [refusal(error) for error in answers] == [None, None, ("slow_mode", 30.0)]
 
 
-def test_a_batch_is_one_call_to_redis(redis_layer, settings, monkeypatch):
-    store = limits.get_limits()
-    calls = []
-    script = store._claim
-
-    def counted(**kwargs):
-        calls.append(kwargs)
-        return script(**kwargs)
-
-    monkeypatch.setattr(store, "_claim", counted)
+def test_a_batch_is_one_call_to_redis(redis_layer, monkeypatch):
+    calls = count_script_calls(monkeypatch)
 
     answers = check_sends_allowed(
         [
@@ -325,6 +317,11 @@ def dead_redis(settings, monkeypatch):
     monkeypatch.setattr(limits, "OUTAGE_HOLD_SECONDS", 3600.0)
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"prefix": f"chatsite-test-{uuid.uuid4().hex[:10]}"}}}
+    return count_script_calls(monkeypatch)
+
+
+def count_script_calls(monkeypatch) -> list[dict]:
+    """The calls of the limits store's claim script from now on (their keys and args)."""
     store = limits.get_limits()
     calls = []
     script = store._claim
