@@ -47,6 +47,10 @@ FLUSH_SLICE = 500
 # A room with more local viewers than this is written to a group of them at a time (see
 # RoomFeed).
 FEED_GROUP_VIEWERS = 2000
+# A flush that carries nothing but presence deltas (who came and went, the count) may
+# take at most this share of the process: during a join storm, deltas reach a big
+# room's viewers in fewer, larger frames, and the process's time goes to the joins.
+PRESENCE_FANOUT_PERCENT = 5
 # How many of this process's own events a room feed remembers until their echo from the
 # channel layer comes back (see RoomFeed.push_event).
 LOCAL_ECHOES_MAX = 10_000
@@ -86,11 +90,13 @@ class Viewer(Protocol):
 class _Group:
     """Viewers of a room written to together, and the events on their way to them."""
 
-    __slots__ = ("viewers", "pending", "closes", "last_flush", "cost")
+    __slots__ = ("viewers", "pending", "room_events", "closes", "last_flush", "cost")
 
     def __init__(self) -> None:
         self.viewers: set[Viewer] = set()
         self.pending: list[Delivery] = []
+        # How many of `pending` are room events (the rest are presence deltas).
+        self.room_events = 0
         self.closes: list[tuple[int, int]] = []
         self.last_flush = 0.0
         # The CPU time its latest flush took.
@@ -125,7 +131,11 @@ class RoomFeed:
         # after a group's flush its next may start.
         self.last_flush = 0.0
         self.window = 0.0
+        # How long after a group's flush one with only presence deltas may start.
+        self.presence_window = 0.0
         self.flush_scheduled = False
+        # The timer of a flush scheduled for later (None while one runs or is due now).
+        self.flush_timer: asyncio.TimerHandle | None = None
         self.gap_timer: asyncio.TimerHandle | None = None
         self.subscribed = False
         # The readable feed: member lines a viewer may still take this second.
@@ -181,8 +191,10 @@ class RoomFeed:
     # Incoming events.
 
     def _queue(self, delivery: Delivery) -> None:
+        room_event = delivery.seq is not None
         for group in self.groups:
             group.pending.append(delivery)
+            group.room_events += room_event
 
     def push_event(self, delivery: Delivery, close_user: tuple[int, int] | None, *, local: bool = False) -> None:
         """Take a room event in. `local`: this process stored it and it is delivered
@@ -337,19 +349,34 @@ class RoomFeed:
     # Delivery.
 
     def schedule_flush(self) -> None:
-        if self.flush_scheduled:
-            return
+        timer = self.flush_timer
+        if self.flush_scheduled and timer is None:
+            return  # a flush is running or about to: what came goes with it or the next
         group, at = self._next_group()
         if group is None:
             return
+        if timer is not None:
+            if timer.when() <= self._loop_time(at) + 0.001:
+                return
+            # A room event after presence deltas that were to wait: its turn comes sooner.
+            timer.cancel()
         self.flush_scheduled = True
+        self.flush_timer = None
         delay = at - time.monotonic()
         loop = asyncio.get_running_loop()
         if delay <= 0:
             # A quiet room: nothing went out within the window, so this goes out at once.
-            loop.call_soon(self.hub.spawn, self.flush())
+            loop.call_soon(self._start_flush)
         else:
-            loop.call_later(delay, self.hub.spawn, self.flush())
+            self.flush_timer = loop.call_later(delay, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self.flush_timer = None
+        self.hub.spawn(self.flush())
+
+    @staticmethod
+    def _loop_time(monotonic_at: float) -> float:
+        return asyncio.get_running_loop().time() + (monotonic_at - time.monotonic())
 
     def _next_group(self) -> tuple[_Group | None, float]:
         """The group to write to next, and when it may start: a window after its own last
@@ -361,6 +388,8 @@ class RoomFeed:
             if not group.pending and not group.closes:
                 continue
             at = max(group.last_flush + self.window, self.last_flush + spacing)
+            if not group.room_events and not group.closes:
+                at = max(at, group.last_flush + self.presence_window)
             if chosen is None or (at, group.last_flush) < (chosen_at, chosen.last_flush):
                 chosen, chosen_at = group, at
         return chosen, chosen_at
@@ -383,7 +412,9 @@ class RoomFeed:
             logger.exception("Flush of room %s failed", self.room_id)
         group.cost = cpu.stop()
         # What writing to the whole room costs: each group's latest flush.
-        self.window = batch_window(sum(g.cost for g in self.groups))
+        room_cost = sum(g.cost for g in self.groups)
+        self.window = batch_window(room_cost)
+        self.presence_window = room_cost * 100 / PRESENCE_FANOUT_PERCENT
         self.flush_scheduled = False
         # One flush at a time, so that every viewer gets the room's frames in order: what
         # arrived meanwhile goes out in the next.
@@ -391,6 +422,7 @@ class RoomFeed:
 
     async def _flush(self, group: _Group, cpu: _CpuTime) -> None:
         deliveries, group.pending = group.pending, []
+        group.room_events = 0
         closes, group.closes = group.closes, []
         if deliveries:
             if len(deliveries) > 1:

@@ -377,3 +377,56 @@ def test_a_room_feed_forgets_the_oldest_local_event_whose_echo_never_came(monkey
         feed.push_event(event(seq), None, local=True)
 
     assert list(feed.local_seqs) == [3, 4, 5]
+
+
+def test_presence_deltas_alone_wait_their_smaller_share_and_a_room_event_does_not(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "FEED_GROUP_VIEWERS", 1)
+    feed = RoomFeed(StubHub(), 1)
+    monkeypatch.setattr(feed, "schedule_flush", lambda: None)
+    feed.add_viewer(GroupViewer("v", []))
+    (group,) = feed.groups
+    feed.window, feed.presence_window = 0.1, 0.4
+    feed.last_flush = group.last_flush = 10.0
+
+    feed.push_connection_event(encode({"type": "presence", "count": 2}))
+    assert feed._next_group() == (group, pytest.approx(10.4))
+
+    feed.push_event(event(1), None)
+    assert feed._next_group() == (group, pytest.approx(10.1))
+
+
+async def test_a_room_event_after_waiting_presence_deltas_goes_at_its_own_turn_with_them():
+    viewer = Viewer()
+    feed = watched_feed(viewer)
+    # A flush just went out; deltas alone would wait far longer than this test.
+    feed.window, feed.presence_window = 0.01, 60.0
+    feed.last_flush = feed.groups[0].last_flush = time.monotonic()
+
+    feed.push_connection_event(encode({"type": "presence", "count": 2}))
+    feed.push_event(event(1), None)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if viewer.frames:
+            break
+
+    assert viewer.frames == [[1, None]]
+
+
+async def test_flushes_measure_what_presence_deltas_alone_may_cost(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "PRESENCE_FANOUT_PERCENT", 5)
+    viewer = Viewer(write_seconds=0.01)
+    feed = watched_feed(viewer)
+
+    feed.push_event(event(1), None)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if viewer.frames and not feed.flush_scheduled:
+            break
+
+    # The flush's cost, 20 times over: deltas alone take at most 5 % of the process.
+    assert feed.presence_window == pytest.approx(feed.groups[0].cost * 20)
+    assert feed.presence_window >= 0.2
