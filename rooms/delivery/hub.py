@@ -255,12 +255,14 @@ class RoomFeed:
             return
         due = time.monotonic() - GAP_WAIT_SECONDS
         waited = [seq for seq, at in self.held_at.items() if at <= due]
-        # What arrived ahead of the holes the last of them waited behind goes out now.
-        through = max(waited) if waited else min(self.held)
-        for seq in sorted(seq for seq in self.held if seq <= through):
-            if seq in self.held:  # not released already, as the one after a hole before it
-                self.next_seq = seq
-                self._release_held()
+        if waited:
+            # What arrived ahead of the holes the last of them waited behind goes out now.
+            # (None may have waited: the timer was set for events released since, and
+            # those still held arrived later and wait their own time.)
+            for seq in sorted(seq for seq in self.held if seq <= max(waited)):
+                if seq in self.held:  # not released already, as the one after a hole before it
+                    self.next_seq = seq
+                    self._release_held()
         if self.held:
             # Holes further on, behind events that have not waited their turn yet.
             wait = min(self.held_at.values()) + GAP_WAIT_SECONDS - time.monotonic()

@@ -352,6 +352,29 @@ async def test_an_event_held_behind_a_hole_waits_its_own_time_from_when_it_arriv
     assert not feed.held and feed.gap_timer is None
 
 
+async def test_a_wait_for_a_hole_filled_since_does_not_cut_short_the_wait_for_a_later_one(monkeypatch):
+    from rooms.delivery import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.5)
+    log: list = []
+    feed = RoomFeed(StubHub(), 1)
+    feed.add_viewer(GroupViewer("v", log))
+    feed.push_event(event(1), None)
+    feed.push_event(event(3), None)
+    await asyncio.sleep(0.3)
+    # 5 comes ahead of 4; then 2 fills the first hole, and 3 goes with it.
+    feed.push_event(event(5), None)
+    feed.push_event(event(2), None)
+    await asyncio.sleep(0.3)
+    # The wait 3 started is over, but 5 has waited only part of its own: 4 may still come.
+    assert list(feed.held) == [5]
+
+    feed.push_event(event(4), None)
+    await asyncio.sleep(0.01)
+
+    assert [seq for _, seqs in log for seq in seqs] == [1, 2, 3, 4, 5]
+
+
 async def test_an_event_delivered_here_as_it_was_published_is_not_delivered_again_by_its_echo():
     viewer = Viewer()
     feed = watched_feed(viewer)
