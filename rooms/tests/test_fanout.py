@@ -296,14 +296,21 @@ async def test_a_kick_on_its_way_reaches_a_viewer_in_a_group_made_after_it(monke
     assert late.closed_with == 4003
 
 
-async def test_a_second_hole_in_the_seqs_gets_its_own_wait(monkeypatch):
+def feed_after_seq_1(monkeypatch, *, gap_wait: float) -> tuple[RoomFeed, list]:
+    """A room feed with one viewer that has had seq 1, and the log of what it was sent;
+    a hole in the seqs is waited for `gap_wait` seconds."""
     from rooms.delivery import hub as hub_module
 
-    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.02)
+    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", gap_wait)
     log: list = []
     feed = RoomFeed(StubHub(), 1)
     feed.add_viewer(GroupViewer("v", log))
     feed.push_event(event(1), None)
+    return feed, log
+
+
+async def test_a_second_hole_in_the_seqs_gets_its_own_wait(monkeypatch):
+    feed, log = feed_after_seq_1(monkeypatch, gap_wait=0.02)
     # 2 and 4 never arrive (lost on the way): 3 and 5 are held, then given up on in turn.
     feed.push_event(event(3), None)
     feed.push_event(event(5), None)
@@ -313,13 +320,7 @@ async def test_a_second_hole_in_the_seqs_gets_its_own_wait(monkeypatch):
 
 
 async def test_holes_behind_events_that_waited_are_given_up_on_together_not_one_wait_each(monkeypatch):
-    from rooms.delivery import hub as hub_module
-
-    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.05)
-    log: list = []
-    feed = RoomFeed(StubHub(), 1)
-    feed.add_viewer(GroupViewer("v", log))
-    feed.push_event(event(1), None)
+    feed, log = feed_after_seq_1(monkeypatch, gap_wait=0.05)
     # The other process's events (the even seqs) are lost while the channel layer is
     # down; this process's own arrive.
     for seq in (3, 5, 7, 9, 11):
@@ -331,13 +332,7 @@ async def test_holes_behind_events_that_waited_are_given_up_on_together_not_one_
 
 
 async def test_an_event_held_behind_a_hole_waits_its_own_time_from_when_it_arrived(monkeypatch):
-    from rooms.delivery import hub as hub_module
-
-    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.5)
-    log: list = []
-    feed = RoomFeed(StubHub(), 1)
-    feed.add_viewer(GroupViewer("v", log))
-    feed.push_event(event(1), None)
+    feed, log = feed_after_seq_1(monkeypatch, gap_wait=0.5)
     feed.push_event(event(3), None)
     await asyncio.sleep(0.3)
     feed.push_event(event(5), None)
@@ -353,13 +348,7 @@ async def test_an_event_held_behind_a_hole_waits_its_own_time_from_when_it_arriv
 
 
 async def test_a_wait_for_a_hole_filled_since_does_not_cut_short_the_wait_for_a_later_one(monkeypatch):
-    from rooms.delivery import hub as hub_module
-
-    monkeypatch.setattr(hub_module, "GAP_WAIT_SECONDS", 0.5)
-    log: list = []
-    feed = RoomFeed(StubHub(), 1)
-    feed.add_viewer(GroupViewer("v", log))
-    feed.push_event(event(1), None)
+    feed, log = feed_after_seq_1(monkeypatch, gap_wait=0.5)
     feed.push_event(event(3), None)
     await asyncio.sleep(0.3)
     # 5 comes ahead of 4; then 2 fills the first hole, and 3 goes with it.

@@ -13,24 +13,25 @@ from rooms.services import do_send_message
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def test_viewers_here_get_an_event_the_full_backlog_drops(connect, room, host, viewer, monkeypatch):
-    client = await connect(room, viewer)
+def refuse_everything(monkeypatch) -> None:
+    """The channel layer's publisher cannot take anything: its backlog is full."""
     monkeypatch.setattr(realtime, "MAX_PENDING_PUBLISHES", 0)
 
-    message = await database_sync_to_async(do_send_message)(host, room_id=room.pk, body="kept here")
-    (live,) = await client.room_events(1)
 
-    assert (live["seq"], live["body"]) == (message.seq, "kept here")
-
-
-async def test_viewers_here_get_an_event_the_layer_fails_to_take(connect, room, host, viewer, monkeypatch):
-    client = await connect(room, viewer)
-    layer = realtime.get_channel_layer()
+def fail_every_publish(monkeypatch) -> None:
+    """The channel layer takes nothing: every publish fails."""
 
     async def failing_group_send(group, message):
         raise ConnectionError("the channel layer is away")
 
-    monkeypatch.setattr(layer, "group_send", failing_group_send)
+    monkeypatch.setattr(realtime.get_channel_layer(), "group_send", failing_group_send)
+
+
+@pytest.mark.parametrize("layer_fault", [refuse_everything, fail_every_publish])
+async def test_viewers_here_get_an_event_the_layer_cannot_take(connect, room, host, viewer, monkeypatch, layer_fault):
+    client = await connect(room, viewer)
+    layer_fault(monkeypatch)
+
     message = await database_sync_to_async(do_send_message)(host, room_id=room.pk, body="kept here")
     (live,) = await client.room_events(1)
 
