@@ -259,7 +259,8 @@ class RoomFeed:
             # What arrived ahead of the holes the last of them waited behind goes out now.
             # (None may have waited: the timer was set for events released since, and
             # those still held arrived later and wait their own time.)
-            for seq in sorted(seq for seq in self.held if seq <= max(waited)):
+            through = max(waited)
+            for seq in sorted(seq for seq in self.held if seq <= through):
                 if seq in self.held:  # not released already, as the one after a hole before it
                     self.next_seq = seq
                     self._release_held()
