@@ -90,13 +90,11 @@ class Viewer(Protocol):
 class _Group:
     """Viewers of a room written to together, and the events on their way to them."""
 
-    __slots__ = ("viewers", "pending", "room_events", "closes", "last_flush", "cost")
+    __slots__ = ("viewers", "pending", "closes", "last_flush", "cost")
 
     def __init__(self) -> None:
         self.viewers: set[Viewer] = set()
         self.pending: list[Delivery] = []
-        # How many of `pending` are room events (the rest are presence deltas).
-        self.room_events = 0
         self.closes: list[tuple[int, int]] = []
         self.last_flush = 0.0
         # The CPU time its latest flush took.
@@ -119,10 +117,9 @@ class RoomFeed:
         self.groups: list[_Group] = []
         # Every local viewer of the room, and its group.
         self._group_of: dict[Viewer, _Group] = {}
-        # Events that arrived ahead of a missing seq, each waiting up to GAP_WAIT_SECONDS
-        # from when it arrived (by seq; and when each arrived).
-        self.held: dict[int, Delivery] = {}
-        self.held_at: dict[int, float] = {}
+        # Events that arrived ahead of a missing seq, by seq, each with when it arrived: it
+        # waits up to GAP_WAIT_SECONDS from then.
+        self.held: dict[int, tuple[Delivery, float]] = {}
         self.next_seq: int | None = None
         # Seqs of this process's own events, delivered as they were published, whose
         # echo from the channel layer has not come back yet (oldest first).
@@ -191,10 +188,8 @@ class RoomFeed:
     # Incoming events.
 
     def _queue(self, delivery: Delivery) -> None:
-        room_event = delivery.seq is not None
         for group in self.groups:
             group.pending.append(delivery)
-            group.room_events += room_event
 
     def push_event(self, delivery: Delivery, close_user: tuple[int, int] | None, *, local: bool = False) -> None:
         """Take a room event in. `local`: this process stored it and it is delivered
@@ -222,8 +217,7 @@ class RoomFeed:
                 self.next_seq = seq + 1
                 self._release_held()
         else:
-            self.held[seq] = delivery
-            self.held_at[seq] = time.monotonic()
+            self.held[seq] = (delivery, time.monotonic())
             if self.gap_timer is None:
                 self.gap_timer = asyncio.get_running_loop().call_later(GAP_WAIT_SECONDS, self._give_up_gap)
         self.schedule_flush()
@@ -236,8 +230,7 @@ class RoomFeed:
 
     def _release_held(self) -> None:
         while self.next_seq in self.held:
-            del self.held_at[self.next_seq]
-            delivery = self._decide(self.held.pop(self.next_seq))
+            delivery = self._decide(self.held.pop(self.next_seq)[0])
             self._queue(delivery)
             self._took(delivery)
             self.next_seq += 1
@@ -254,19 +247,16 @@ class RoomFeed:
         if not self.held:
             return
         due = time.monotonic() - GAP_WAIT_SECONDS
-        waited = [seq for seq, at in self.held_at.items() if at <= due]
-        if waited:
-            # What arrived ahead of the holes the last of them waited behind goes out now.
-            # (None may have waited: the timer was set for events released since, and
-            # those still held arrived later and wait their own time.)
-            through = max(waited)
-            for seq in sorted(seq for seq in self.held if seq <= through):
-                if seq in self.held:  # not released already, as the one after a hole before it
-                    self.next_seq = seq
-                    self._release_held()
+        # What arrived ahead of the holes the last of them waited behind goes out now.
+        # (None may have waited: the timer was set for events released since, and those
+        # still held arrived later and wait their own time.)
+        through = max((seq for seq, (_, at) in self.held.items() if at <= due), default=None)
+        while through is not None and self.held and min(self.held) <= through:
+            self.next_seq = min(self.held)
+            self._release_held()
         if self.held:
             # Holes further on, behind events that have not waited their turn yet.
-            wait = min(self.held_at.values()) + GAP_WAIT_SECONDS - time.monotonic()
+            wait = min(at for _, at in self.held.values()) + GAP_WAIT_SECONDS - time.monotonic()
             self.gap_timer = asyncio.get_running_loop().call_later(max(wait, 0.0), self._give_up_gap)
         self.schedule_flush()
 
@@ -391,7 +381,8 @@ class RoomFeed:
             if not group.pending and not group.closes:
                 continue
             at = max(group.last_flush + self.window, self.last_flush + spacing)
-            if not group.room_events and not group.closes:
+            if not group.closes and all(d.seq is None for d in group.pending):
+                # Presence deltas alone (a few: the tracker coalesces them).
                 at = max(at, group.last_flush + self.presence_window)
             if chosen is None or (at, group.last_flush) < (chosen_at, chosen.last_flush):
                 chosen, chosen_at = group, at
@@ -425,7 +416,6 @@ class RoomFeed:
 
     async def _flush(self, group: _Group, cpu: _CpuTime) -> None:
         deliveries, group.pending = group.pending, []
-        group.room_events = 0
         closes, group.closes = group.closes, []
         if deliveries:
             if len(deliveries) > 1:
