@@ -76,12 +76,6 @@ def _refusal_before_claim(send: SendContext) -> ChatError | None:
     return None
 
 
-def claim_send(*, room_id: int, user_id: int, slow_mode_seconds: int, now: float | None = None) -> ChatError | None:
-    """claim_sends for one send."""
-    [refusal] = claim_sends([(room_id, user_id, slow_mode_seconds)], now=now)
-    return refusal
-
-
 def claim_sends(claims: list[tuple[int, int, int]], *, now: float | None = None) -> list[ChatError | None]:
     """Record each send (room id, user id, slow mode seconds), in order, if it keeps to
     slow mode and to both send-rate windows, atomically across processes; else the

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from moderation import limits
-from moderation.limits import check_sends_allowed, claim_send, claim_sends
+from moderation.limits import check_sends_allowed, claim_sends
 from rooms.extensions import SendContext
 
 # Mid-window and on a whole millisecond, so that retry_after comes out exact.
@@ -32,6 +32,11 @@ def store(request, settings):
     settings.CHAT_SEND_RATE_BURST = (5, 5)
     settings.CHAT_SEND_RATE_SUSTAINED = (20, 30)
     return request.param
+
+
+def claim_send(*, room_id: int, user_id: int, slow_mode_seconds: int, now: float | None = None):
+    [refusal] = claim_sends([(room_id, user_id, slow_mode_seconds)], now=now)
+    return refusal
 
 
 def claim(at: float, *, room_id: int = ROOM, user_id: int = USER, slow_mode_seconds: int = 0):
