@@ -236,16 +236,16 @@ def socketio_install() -> str:
 class Server:
     """A server process this script started, pinned to one CPU; stopped by its pid."""
 
-    def __init__(self, kind: str, port: int, cpu: int | None, env: dict, log_path: str, extra: list[str]):
+    def __init__(self, kind: str, port: int, cpu: int | None, env: dict, log_path: str, extra: list[str],
+                 asgi_app: str = "chatsite.asgi:application"):
         self.kind = kind
         self.port = port
         self.log_path = log_path
         pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         if kind == "daphne":
-            cmd = [os.path.join(VENV_BIN, "daphne"), "-b", "127.0.0.1", "-p", str(port), *extra,
-                   "chatsite.asgi:application"]
+            cmd = [os.path.join(VENV_BIN, "daphne"), "-b", "127.0.0.1", "-p", str(port), *extra, asgi_app]
         elif kind == "uvicorn":
-            cmd = [os.path.join(VENV_BIN, "uvicorn"), "chatsite.asgi:application", "--host", "127.0.0.1",
+            cmd = [os.path.join(VENV_BIN, "uvicorn"), asgi_app, "--host", "127.0.0.1",
                    "--port", str(port), "--ws", "websockets", "--log-level", "warning", "--no-access-log",
                    *extra]
         elif kind == "fanout":
@@ -450,6 +450,9 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, help="port for the started server (default: a free one)")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--gen-cpu", type=int, default=1)
+    p.add_argument("--asgi-app", default="chatsite.asgi:application",
+                   help="the application daphne or uvicorn serves (bench.floor_asgi:application: the "
+                        "server and Channels with nothing of the chat, for the floor of a connect)")
     p.add_argument("--server-arg", action="append", default=[], help="extra argument for the server command")
     p.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server's environment")
     p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG))
@@ -536,7 +539,7 @@ def main(argv=None) -> None:
         if not args.url:
             log_path = os.path.join(HERE, "results", f"{label}-{kind}-{stamp}.log")
             extra = (preset.get("fanout_args", []) if kind == "fanout" else []) + args.server_arg
-            server = Server(kind, port, args.server_cpu, env, log_path, extra)
+            server = Server(kind, port, args.server_cpu, env, log_path, extra, args.asgi_app)
             wait_port(port, server.proc, 60)
             pid = server.pid
         probe = procstats.ProcProbe(pid, _pg_dsn(args.database_url) if needs_django else None)
