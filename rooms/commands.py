@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 async def ping(conn, command: Command) -> str:
-    last_seq = await reads(selectors.room_head)(conn.room_id)
+    last_seq = await conn.hub.heads.get(conn.room_id)
     return frames.pong(ts=command.args["ts"], last_seq=last_seq, client_id=command.client_id)
 
 

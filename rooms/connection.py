@@ -82,11 +82,14 @@ class ViewerConnection:
         """The room and the viewer in it (None: no such room); sets up what the viewer
         keeps for as long as it is connected."""
         self.hub = get_hub()
-        state = await reads(welcome.viewer_state)(
-            self.scope["url_route"]["kwargs"]["slug"], self.user, rooms=self.hub.rooms_by_slug
-        )
-        if state is None:
+        room = await self.hub.room(self.scope["url_route"]["kwargs"]["slug"])
+        if room is None:
             return None
+        head = await self.hub.heads.get(room.pk)
+        if self.user_id is None:
+            state = welcome.viewer_state(room, self.user, head=head)
+        else:
+            state = await reads(welcome.viewer_state)(room, self.user, head=head)
         self.me = state.me
         self.stream = ViewerStream(
             blocked=state.blocked, queue_max=settings.CHAT_VIEWER_QUEUE_MAX, user_id=self.user_id

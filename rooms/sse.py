@@ -165,7 +165,7 @@ class RoomStream(ViewerConnection):
                 await asyncio.sleep(delay)
                 continue
             try:
-                last_seq = await reads(selectors.room_head)(self.room_id)
+                last_seq = await self.hub.heads.get(self.room_id)
             except Exception:
                 logger.warning("Could not read the room's head for a heartbeat", exc_info=True)
                 last_seq = self.stream.last_seq

@@ -27,10 +27,12 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from rooms import metrics, realtime
+from rooms import metrics, realtime, selectors
 from rooms.dbpaths import catch_up_gate, reads
 from rooms.delivery import lag, welcome
+from rooms.delivery.shared_reads import SharedReads
 from rooms.delivery.stream import Delivery, Frame, Thinned
+from rooms.errors import ChatError
 from rooms.presence import Entry, PresenceTracker
 from rooms.protocol import batch_text
 
@@ -561,8 +563,11 @@ class Hub:
         self.publisher.on_local = self._dispatch_local
         lag.start_watch()
         self.feeds: dict[int, RoomFeed] = {}
-        # Rooms recently connected to, by slug (rooms.delivery.welcome.viewer_state).
+        # Rooms recently connected to, by slug (see room()).
         self.rooms_by_slug: dict[str, tuple[float, Any]] = {}
+        self._room_reads = SharedReads(selectors.get_room)
+        # Every room's last seq, for connects and pings: `await hub.heads.get(room_id)`.
+        self.heads = SharedReads(selectors.room_head)
         self.channel: str | None = None
         self.presence = PresenceTracker(self._viewers_by_room)
         self._receiver: asyncio.Task | None = None
@@ -644,6 +649,25 @@ class Hub:
         if feed is None:
             return await welcome.roster_or_local(room_id, offset=0, limit=ROSTER_PAGE, local_viewers=0)
         return await feed.welcome_roster(joined)
+
+    async def room(self, slug: str):
+        """The room a viewer connects to (None: no such room), read within
+        welcome.SNAPSHOT_MAX_AGE_SECONDS: in a join storm the query (mostly the ORM's own
+        work) would be a good part of every connect. What a connect uses of it (its id,
+        its owner for standings) changes rarely; the welcome's room state comes from the
+        room's snapshot."""
+        now = time.monotonic()
+        cached = self.rooms_by_slug.get(slug)
+        if cached is not None and now - cached[0] < welcome.SNAPSHOT_MAX_AGE_SECONDS:
+            return cached[1]
+        try:
+            room = await self._room_reads.get(slug)
+        except ChatError:
+            return None
+        if len(self.rooms_by_slug) > 10_000:  # bounded, however many rooms clients ask for
+            self.rooms_by_slug.clear()
+        self.rooms_by_slug[slug] = (now, room)
+        return room
 
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)

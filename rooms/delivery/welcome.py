@@ -14,7 +14,6 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from rooms import extensions, selectors, services
-from rooms.errors import ChatError
 from rooms.models import Room
 from rooms.presence import get_presence
 from rooms.protocol import client_limits, encode, frames, iso, parse_iso
@@ -37,40 +36,30 @@ class ViewerState:
     head: int
 
 
-def _room(slug: str, rooms: dict[str, tuple[float, Room]]) -> Room:
-    """The room, from `rooms` ({slug: (read at, room)}, the hub's) when read within
-    SNAPSHOT_MAX_AGE_SECONDS: in a join storm the query (mostly the ORM's own work)
-    would be a good part of every connect. What a connect uses of it (its id, its owner
-    for standings) changes rarely; the welcome's room state comes from the snapshot."""
-    now = time.monotonic()
-    cached = rooms.get(slug)
-    if cached is not None and now - cached[0] < SNAPSHOT_MAX_AGE_SECONDS:
-        return cached[1]
-    room = selectors.get_room(slug)
-    if len(rooms) > 10_000:  # bounded, however many rooms clients ask for
-        rooms.clear()
-    rooms[slug] = (now, room)
-    return room
-
-
-def viewer_state(slug: str, user, *, rooms: dict[str, tuple[float, Room]]) -> ViewerState | None:
-    """None for an unknown room. `rooms`: the hub's recently read rooms (see _room)."""
-    try:
-        room = _room(slug, rooms)
-    except ChatError:
-        return None
-    user_id = user.pk if user.is_authenticated else None
-    restricted = extensions.restrictions(room.pk, user_id) if user_id is not None else extensions.Restrictions()
-    blocked = extensions.blocked_ids(user_id)
+def viewer_state(room: Room, user, *, head: int) -> ViewerState:
+    """The viewer's standing in `room` (a signed-in viewer's is read from the database:
+    run it on the read path; a guest's reads nothing)."""
+    if not user.is_authenticated:
+        return ViewerState(
+            room=room,
+            me=selectors.user_in_room(user, room),
+            blocked=set(),
+            banned=False,
+            muted_until=None,
+            muted_reason="",
+            balance=0,
+            head=head,
+        )
+    restricted = extensions.restrictions(room.pk, user.pk)
     return ViewerState(
         room=room,
         me=selectors.user_in_room(user, room),
-        blocked=blocked,
+        blocked=extensions.blocked_ids(user.pk),
         banned=restricted.banned,
         muted_until=restricted.muted_until,
         muted_reason=restricted.muted_reason,
-        balance=services.balance_of(user_id),
-        head=selectors.room_head(room.pk),
+        balance=services.balance_of(user.pk),
+        head=head,
     )
 
 
