@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import HttpRequest
 from django.utils import translation
@@ -33,8 +34,21 @@ logger = logging.getLogger(__name__)
 
 
 class RoomConsumer(ViewerConnection, AsyncWebsocketConsumer):
-    # The hub does this process's channel-layer I/O; a consumer needs no channel.
-    channel_layer_alias = "none"
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels reads a consumer's messages through await_many_dispatch, made for one
+        # that also reads a channel of the channel layer: a new task and an asyncio.wait
+        # for every message. A RoomConsumer has one source, the socket, and reads it in
+        # turn with handling it, as await_many_dispatch does, without the task per frame
+        # (every ping and send of every viewer).
+        self.scope = scope
+        # The hub does this process's channel-layer I/O; a consumer needs no channel.
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first closes stale database connections, with a hop to the
