@@ -734,6 +734,7 @@ class Hub:
     async def stop(self) -> None:
         """Cancel what this hub runs: its loop is about to close (a test's, at its end)."""
         tasks = [self._receiver, self._retrier, *self._tasks, *self.presence.tasks(), self.publisher.task]
+        tasks += [*self.heads.stop(), *self._room_reads.stop()]
         tasks = [t for t in tasks if t is not None and not t.done()]
         lag.stop_watch()
         for task in tasks:

@@ -15,6 +15,7 @@ behind?" and a pong's "have you missed anything?" need.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -22,6 +23,10 @@ from rooms.dbpaths import reads
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+class ReadCancelled(Exception):
+    """The shared read was cancelled (its process is stopping), not the asker."""
 
 
 class SharedReads(Generic[K, V]):
@@ -32,9 +37,12 @@ class SharedReads(Generic[K, V]):
         self._read = reads(read)
         # The read each key's next askers share, not started yet (one is in flight).
         self._next: dict[K, asyncio.Future] = {}
-        self._in_flight: set[K] = set()
+        self._in_flight: dict[K, asyncio.Task] = {}
+        self._stopped = False
 
     async def get(self, key: K) -> V:
+        if self._stopped:
+            raise ReadCancelled(key)
         answer = self._next.get(key)
         if answer is None:
             answer = self._next[key] = asyncio.get_running_loop().create_future()
@@ -46,26 +54,37 @@ class SharedReads(Generic[K, V]):
         # read the others wait for.
         return await asyncio.shield(answer)
 
+    def stop(self) -> list[asyncio.Task]:
+        """Cancel the reads in flight (the loop is about to close); whoever waits for one
+        gets ReadCancelled. The tasks, to be awaited."""
+        self._stopped = True
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
+
     def _start(self, key: K) -> None:
         answer = self._next.pop(key)
-        self._in_flight.add(key)
-        asyncio.ensure_future(self._run(key, answer))
+        task = self._in_flight[key] = asyncio.ensure_future(self._read(key))
+        # A callback rather than a try/finally in the task: it runs even for a task
+        # cancelled before it began.
+        task.add_done_callback(functools.partial(self._done, key, answer))
 
-    async def _run(self, key: K, answer: asyncio.Future) -> None:
-        try:
-            value = await self._read(key)
-        except Exception as exc:
-            if not answer.done():
-                answer.set_exception(exc)
-        except BaseException:
-            answer.cancel()
-            raise
-        else:
-            if not answer.done():
-                answer.set_result(value)
-        finally:
-            self._in_flight.discard(key)
-            if key in self._next:
+    def _done(self, key: K, answer: asyncio.Future, task: asyncio.Task) -> None:
+        del self._in_flight[key]
+        if not answer.done():
+            if task.cancelled():
+                answer.set_exception(ReadCancelled(key))
+            elif task.exception() is not None:
+                answer.set_exception(task.exception())
+            else:
+                answer.set_result(task.result())
+        waiting = self._next.get(key)
+        if waiting is not None:
+            if self._stopped:
+                del self._next[key]
+                waiting.set_exception(ReadCancelled(key))
+            else:
                 self._start(key)
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from rooms.delivery.shared_reads import SharedReads
+from rooms.delivery.shared_reads import ReadCancelled, SharedReads
 
 
 class Counter:
@@ -125,3 +125,36 @@ async def test_one_asker_going_away_does_not_cancel_the_read_for_the_others():
     assert await asyncio.gather(first, staying) == [0, 5]
     assert leaving.cancelled()
     assert len(source.reads) == 2
+
+
+async def test_stopping_fails_the_read_in_flight_and_those_waiting_for_the_next_and_every_later_ask():
+    source = Counter()
+    shared = SharedReads(source.read)
+    in_flight = asyncio.ensure_future(shared.get("room"))
+    await source.wait_started(1)
+    next_one = asyncio.ensure_future(shared.get("room"))
+    await settle()
+
+    tasks = shared.stop()
+    source.end(0)  # the thread's read ends by itself; nobody takes its value
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    for ask in (in_flight, next_one):
+        with pytest.raises(ReadCancelled):
+            await ask
+    with pytest.raises(ReadCancelled):
+        await shared.get("room")
+    assert len(source.reads) == 1
+
+
+async def test_a_read_cancelled_before_it_began_does_not_leave_its_key_waiting_forever():
+    source = Counter()
+    shared = SharedReads(source.read)
+    ask = asyncio.ensure_future(shared.get("room"))
+    await asyncio.sleep(0)  # the ask has started its read's task, which has not run yet
+
+    shared.stop()
+
+    with pytest.raises(ReadCancelled):
+        await asyncio.wait_for(ask, 5)
+    assert source.reads == []
