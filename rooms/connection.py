@@ -31,7 +31,7 @@ from rooms.dbpaths import reads, writes
 from rooms.delivery import welcome
 from rooms.delivery.hub import get_hub
 from rooms.delivery.stream import Delivery, FellBehind, Frame, Thinned, ViewerStream
-from rooms.errors import Busy, ChatError
+from rooms.errors import Busy, ChatError, NoSuchRoom
 from rooms.permissions import is_team
 from rooms.presence import Entry, get_presence
 from rooms.protocol import Close, Command, ProtocolError, frames
@@ -82,10 +82,16 @@ class ViewerConnection:
         """The room and the viewer in it (None: no such room); sets up what the viewer
         keeps for as long as it is connected."""
         self.hub = get_hub()
-        room = await self.hub.room(self.scope["url_route"]["kwargs"]["slug"])
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        room = await self.hub.room(slug)
         if room is None:
             return None
-        head = await self.hub.heads.get(room.pk)
+        try:
+            head = await self.hub.heads.get(room.pk)
+        except NoSuchRoom:
+            # Deleted since the hub read it.
+            self.hub.forget_room(slug)
+            return None
         if self.user_id is None:
             state = welcome.viewer_state(room, self.user, head=head)
         else:

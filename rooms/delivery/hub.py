@@ -669,6 +669,10 @@ class Hub:
         self.rooms_by_slug[slug] = (now, room)
         return room
 
+    def forget_room(self, slug: str) -> None:
+        """A room found gone: the next connect to it reads it again."""
+        self.rooms_by_slug.pop(slug, None)
+
     def local_viewers(self, room_id: int) -> int:
         feed = self.feeds.get(room_id)
         return len(feed.viewers) if feed else 0

@@ -463,6 +463,18 @@ async def test_unknown_room_is_accepted_then_closed_4404(connect, viewer):
     assert not [e for e in client.events if e["type"] == "welcome"]
 
 
+async def test_a_room_deleted_since_the_process_read_it_is_closed_4404(connect, room, viewer):
+    first = await connect(room, viewer)
+    await first.disconnect()
+    await database_sync_to_async(room.delete)()
+
+    # The process read the room a moment ago; its head tells it the room is gone.
+    client = await connect(room.slug, viewer, welcome=False)
+
+    assert await client.expect_close() == 4404
+    assert not [e for e in client.events if e["type"] == "welcome"]
+
+
 async def test_foreign_origin_is_refused_at_the_handshake(connect, room, viewer):
     client = await connect(room, viewer, origin="http://evil.example", welcome=False)
     assert client.accepted is False
