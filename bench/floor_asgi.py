@@ -42,6 +42,10 @@ WELCOME = frames.welcome(
 
 
 class FloorConsumer(AsyncWebsocketConsumer):
+    # No channel of its own in the channel layer (a Redis subscription per connect), as
+    # the chat's consumer has none.
+    channel_layer_alias = "none"
+
     async def connect(self) -> None:
         await self.accept()
         await self.send(text_data=WELCOME)

@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 
 class RoomConsumer(ViewerConnection, AsyncWebsocketConsumer):
+    # The hub does this process's channel-layer I/O; a consumer needs no channel (and
+    # __call__ below never asks Channels for one).
+    channel_layer_alias = "none"
+
     async def __call__(self, scope, receive, send) -> None:
         # Channels reads a consumer's messages through await_many_dispatch, made for one
         # that also reads a channel of the channel layer: a new task and an asyncio.wait
@@ -41,7 +45,6 @@ class RoomConsumer(ViewerConnection, AsyncWebsocketConsumer):
         # turn with handling it, as await_many_dispatch does, without the task per frame
         # (every ping and send of every viewer).
         self.scope = scope
-        # The hub does this process's channel-layer I/O; a consumer needs no channel.
         self.channel_layer = None
         self.base_send = send
         try:
