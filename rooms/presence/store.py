@@ -216,7 +216,12 @@ class _Batched:
     """Calls of one Lua script, pipelined: a call that finds none in flight goes out at
     once, and the calls arriving meanwhile go together in the next round trip. In a
     join storm every connect makes these calls, and each round trip costs the process
-    more than the script costs Redis; batched, they cost one per batch, not per viewer."""
+    more than the script costs Redis; batched, they cost one per batch, not per viewer.
+
+    The pipeline holds plain EVALSHAs. (redis-py's scripts in a pipeline first ask Redis
+    whether the script is loaded, a round trip of its own on every batch.) When Redis
+    answers NOSCRIPT (it restarted, or its scripts were flushed), the script is loaded
+    and the calls it refused are sent again."""
 
     def __init__(self, client, script) -> None:
         self.client = client
@@ -233,14 +238,19 @@ class _Batched:
         return await answer
 
     async def _send(self) -> None:
+        from redis.exceptions import NoScriptError
+
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
                 try:
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for keys, args, _ in batch:
-                            await self.script(keys=keys, args=args, client=pipe)
-                        results = await pipe.execute(raise_on_error=False)
+                    results = await self._run(batch)
+                    refused = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+                    if refused:
+                        self.script.sha = await self.client.script_load(self.script.script)
+                        again = await self._run([batch[i] for i in refused])
+                        for i, result in zip(refused, again, strict=True):
+                            results[i] = result
                 except Exception as exc:
                     results = [exc] * len(batch)
                 for (_, _, answer), result in zip(batch, results, strict=True):
@@ -252,6 +262,12 @@ class _Batched:
                         answer.set_result(result)
         finally:
             self.sending = False
+
+    async def _run(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
 
 
 class RedisPresence:

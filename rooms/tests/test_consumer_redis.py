@@ -174,3 +174,18 @@ async def test_a_beat_that_failed_is_tried_again_the_next_second(monkeypatch, se
             task.cancel()
     # Failed, retried a second later, then not again for 60 s.
     assert beats == [False, True]
+
+
+async def test_batched_script_calls_load_a_script_redis_does_not_know_and_answer_every_call(redis_layer):
+    from rooms.presence.store import _Batched
+
+    client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    # A script no Redis has seen (as after a restart): the first batch is refused NOSCRIPT.
+    script = client.register_script(f"return ARGV[1] .. ':' .. KEYS[1] -- {redis_layer}")
+    batched = _Batched(client, script)
+    try:
+        answers = await asyncio.gather(*(batched(keys=[f"{redis_layer}:k{i}"], args=[str(i)]) for i in range(5)))
+        assert answers == [f"{i}:{redis_layer}:k{i}" for i in range(5)]
+        assert await batched(keys=[f"{redis_layer}:k"], args=["again"]) == f"again:{redis_layer}:k"
+    finally:
+        await client.aclose()
